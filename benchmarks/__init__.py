@@ -1,0 +1,1 @@
+"""`make bench`: latency and throughput on this machine, written to BENCHMARKS.md."""

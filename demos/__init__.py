@@ -1,0 +1,1 @@
+"""One module per tab: UI and event wiring only. Each exposes TAB_TITLE and build()."""
