@@ -48,3 +48,15 @@ def save_gif(frames: list[Image.Image], path: Path, seconds: float = 3.0, bounce
 def pixel_difference(a: Image.Image, b: Image.Image) -> float:
     """Mean absolute difference of two same-size images, in 0..255."""
     return float(np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).mean())
+
+
+def image_grid(images: list[Image.Image], columns: int, gap: int = 2) -> Image.Image:
+    """Images in rows of `columns`, e.g. a downloadable sheet of sampled faces."""
+    rows = [horizontal_strip(images[i : i + columns], gap) for i in range(0, len(images), columns)]
+    height = sum(r.height for r in rows) + gap * (len(rows) - 1)
+    sheet = Image.new("RGB", (max(r.width for r in rows), height), "white")
+    y = 0
+    for row in rows:
+        sheet.paste(row, (0, y))
+        y += row.height + gap
+    return sheet
