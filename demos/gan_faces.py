@@ -68,7 +68,7 @@ def sample_faces(seed, count, truncation):
     count = validation.whole_number(count, "Number of faces", 1, MAX_FACES)
     truncation = _truncation(truncation)
     faces = face_pipeline().sample(seed, count, truncation)
-    captions = [f"seed {seed} · face {i + 1}" for i in range(count)]
+    captions = [f"#{i + 1}" for i in range(count)]  # short: captions overlay the face
     grid_path = _temporary_file(".png")
     image_grid([upscale(face, 128) for face in faces], columns=8).save(grid_path)
     return _display(faces, captions), str(grid_path)
@@ -122,7 +122,7 @@ def build() -> None:
                 with gr.Column(scale=1, min_width=260):
                     with gr.Row():
                         seed = _seed_box(42, "Seed", scale=3)
-                        dice = gr.Button("🎲", scale=1, min_width=40)
+                        dice = gr.Button("Random seed", scale=1, min_width=80)
                     count = gr.Slider(1, MAX_FACES, value=16, step=1, label="Number of faces")
                     truncation = gr.Slider(
                         *TRUNCATION_RANGE, value=DEFAULT_TRUNCATION, step=0.05,
@@ -149,8 +149,8 @@ def build() -> None:
             gr.Markdown(SLERP_NOTE)
             with gr.Row():
                 with gr.Column(scale=1, min_width=260):
-                    seed_a = _seed_box(1, "Seed A")
-                    seed_b = _seed_box(2, "Seed B")
+                    seed_a = _seed_box(42, "Seed A")
+                    seed_b = _seed_box(7, "Seed B")
                     frames = gr.Slider(2, MAX_FRAMES, value=12, step=1, label="Frames")
                     walk_truncation = gr.Slider(
                         *TRUNCATION_RANGE, value=DEFAULT_TRUNCATION, step=0.05, label="Truncation"
@@ -171,7 +171,7 @@ def build() -> None:
                 api_name="interpolate_faces",
             )
 
-        with gr.Tab("Latent arithmetic"):
+        with gr.Tab("Latent arithmetic") as arithmetic_tab:
             gr.Markdown(
                 "The famous *glasses vector*: pick faces that share a feature (glasses, a smile, long hair) "
                 "into **group A** and faces without it into **group B**. The difference of their average "
@@ -195,7 +195,11 @@ def build() -> None:
                     edited = gr.Gallery(
                         label="Face + strength × (mean A − mean B)", columns=5, height="auto", format="png"
                     )
-            grid_button.click(show_grid, [grid_seed, grid_truncation], grid, api_visibility="private")
+            # The grid fills in when the tab opens, so there is always something to pick from.
+            gr.on(
+                [arithmetic_tab.select, grid_button.click],
+                show_grid, [grid_seed, grid_truncation], grid, api_visibility="private",
+            )  # fmt: skip
             arithmetic_button.click(
                 face_arithmetic,
                 [grid_seed, grid_truncation, group_a, group_b, target, strength],

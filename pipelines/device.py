@@ -32,11 +32,3 @@ def select_device() -> DeviceChoice:
         return DeviceChoice(torch.device("mps"), torch.float16)
     return DeviceChoice(torch.device("cpu"), torch.float32)
 
-
-def gpu_task(function):
-    """Mark GPU work for Hugging Face ZeroGPU where the `spaces` package exists; a no-op elsewhere."""
-    try:
-        import spaces  # type: ignore[import-not-found]
-    except ImportError:
-        return function
-    return spaces.GPU(function)

@@ -1,0 +1,54 @@
+"""DCGAN faces: model load in a fresh process, then 1 and 64 faces per call on this device."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from benchmarks.timing import format_seconds, median_seconds
+from pipelines.device import select_device
+from pipelines.gan import face_pipeline
+
+LOAD_SCRIPT = """
+import json, time
+start = time.perf_counter()
+import torch
+from pipelines.device import select_device
+from pipelines.gan import load_face_generator
+imported = time.perf_counter()
+choice = select_device()
+load_face_generator(choice.device, choice.dtype)
+print(json.dumps({"import": imported - start, "load": time.perf_counter() - imported}))
+"""
+
+
+def fresh_process_load() -> dict[str, float]:
+    output = subprocess.run(
+        [sys.executable, "-c", LOAD_SCRIPT], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def run() -> str:
+    loads = sorted((fresh_process_load() for _ in range(3)), key=lambda r: r["load"])
+    load = loads[1]  # the median run by load time
+    faces = face_pipeline()
+    one = median_seconds(lambda: faces.sample(seed=1, count=1), repeats=20, warmup=3)
+    sixty_four = median_seconds(lambda: faces.sample(seed=1, count=64), repeats=7, warmup=1)
+    device = select_device().label
+    return "\n".join(
+        [
+            "## GAN Faces (DCGAN, 64×64)",
+            "",
+            f"Device: {device}. Times include sampling z and converting to PIL images.",
+            "",
+            "| what | median |",
+            "| --- | --- |",
+            f"| load the generator from the pack, fresh process (median of 3; importing torch "
+            f"before it: {format_seconds(load['import'])}) | {format_seconds(load['load'])} |",
+            f"| 1 face (median of 20) | {format_seconds(one)} |",
+            f"| 64 faces in one call (median of 7) | {format_seconds(sixty_four)} "
+            f"({format_seconds(sixty_four / 64)} a face) |",
+        ]
+    )

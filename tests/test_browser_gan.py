@@ -1,0 +1,24 @@
+"""A person's path through the GAN Faces tab in headless Chromium."""
+
+from __future__ import annotations
+
+from tests.conftest import SCREENSHOT_DIR
+
+
+def test_sampling_faces_in_the_browser_shows_a_gallery(page):
+    page.get_by_role("tab", name="GAN Faces").click()
+    page.get_by_role("button", name="Sample faces").click()
+    gallery = page.locator("#gan-sample-gallery")
+    gallery.locator("img").first.wait_for(timeout=60_000)
+    assert gallery.locator("img").count() >= 16
+    page.screenshot(path=SCREENSHOT_DIR / "gan-faces-sample.png", full_page=True)
+
+
+def test_interpolating_in_the_browser_shows_frames(page):
+    page.get_by_role("tab", name="GAN Faces").click()
+    page.get_by_role("tab", name="Interpolate").click()
+    page.get_by_role("button", name="Interpolate").click()
+    frames = page.locator("#gan-interpolation-gallery")
+    frames.locator("img").first.wait_for(timeout=60_000)
+    assert frames.locator("img").count() >= 12
+    page.screenshot(path=SCREENSHOT_DIR / "gan-faces-interpolate.png", full_page=True)
