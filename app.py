@@ -6,16 +6,18 @@ import os
 
 import gradio as gr
 
-from demos import gan_faces
+from demos import gan_faces, text_generation
 
 # Tab order follows the product card; each module builds its own tab.
-TAB_MODULES = [gan_faces]
+TAB_MODULES = [gan_faces, text_generation]
 
 INTRO = """
 # GenAI Playground
 Point, click and **see** how generative models work. Every tab runs a real model with real weights
 and lets you look inside it while it works. **GAN Faces**: a generator turns random noise into faces;
-walk between two faces and add "feature vectors" to a face. Same seed and settings give the same result
+walk between two faces and add "feature vectors" to a face. **Text Generation**: a real language model
+writes token by token and shows how sure it was of each word, beside an n-gram model counted from any text
+you paste. Same seed and settings give the same result
 on every machine, so a whole room can follow along.
 """
 

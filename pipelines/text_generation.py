@@ -29,7 +29,7 @@ from transformers import (
     TextIteratorStreamer,
 )
 
-from pipelines.device import DeviceChoice, gpu_task, select_device
+from pipelines.device import DeviceChoice, select_device
 from pipelines.weights import (
     CACHE_DIR,
     DEFAULT_HUB_ALLOW_LIST,
@@ -251,7 +251,6 @@ class TextGenerator:
         )
         return list(encoded["input_ids"])
 
-    @gpu_task
     def stream(
         self, prompt: str, settings: SamplingSettings, stop_event: threading.Event | None = None
     ) -> Iterator[Generation]:
@@ -353,7 +352,6 @@ class TextGenerator:
     # -----------------------------------------------------------------------------------------
     # Look inside
 
-    @gpu_task
     @torch.inference_mode()
     def explain(self, generation: Generation, alternatives: int = TOP_ALTERNATIVES) -> list[TokenChoice]:
         """For each generated token: the model's probability for it and its top alternatives.
