@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import gradio as gr
 
 from demos import validation
+from demos.outputs import output_path
 from pipelines.gan import MAX_FACES, MAX_FRAMES, TRUNCATION_RANGE, face_pipeline
 from pipelines.imaging import image_grid, save_gif, upscale
 
@@ -52,12 +50,6 @@ def _display(images, captions=None):
     return [(upscale(image, DISPLAY_SIZE), caption) for image, caption in zip(images, captions)]
 
 
-def _temporary_file(suffix: str) -> Path:
-    handle = tempfile.NamedTemporaryFile(prefix="gan-faces-", suffix=suffix, delete=False)
-    handle.close()
-    return Path(handle.name)
-
-
 def _truncation(value) -> float:
     return validation.number_in_range(value, "Truncation", *TRUNCATION_RANGE)
 
@@ -69,7 +61,7 @@ def sample_faces(seed, count, truncation):
     truncation = _truncation(truncation)
     faces = face_pipeline().sample(seed, count, truncation)
     captions = [f"#{i + 1}" for i in range(count)]  # short: captions overlay the face
-    grid_path = _temporary_file(".png")
+    grid_path = output_path(".png", "gan-faces-")
     image_grid([upscale(face, 128) for face in faces], columns=8).save(grid_path)
     return _display(faces, captions), str(grid_path)
 
@@ -81,7 +73,7 @@ def interpolate_faces(seed_a, seed_b, frames, truncation=DEFAULT_TRUNCATION):
     frames = validation.whole_number(frames, "Frames", 2, MAX_FRAMES)
     truncation = _truncation(truncation)
     images = face_pipeline().interpolate(seed_a, seed_b, frames, truncation)
-    gif_path = save_gif([upscale(i, 256) for i in images], _temporary_file(".gif"))
+    gif_path = save_gif([upscale(i, 256) for i in images], output_path(".gif", "gan-faces-"))
     captions = [f"{i / (frames - 1):.2f}" for i in range(frames)]
     return _display(images, captions), str(gif_path), str(gif_path)
 
