@@ -6,18 +6,19 @@ import os
 
 import gradio as gr
 
-from demos import gan_faces, text_generation
+from demos import gan_faces, text_generation, vae_interpolation
 
 # Tab order follows the product card; each module builds its own tab.
-TAB_MODULES = [gan_faces, text_generation]
+TAB_MODULES = [gan_faces, vae_interpolation, text_generation]
 
 INTRO = """
 # GenAI Playground
 Point, click and **see** how generative models work. Every tab runs a real model with real weights
 and lets you look inside it while it works. **GAN Faces**: a generator turns random noise into faces;
-walk between two faces and add "feature vectors" to a face. **Text Generation**: a real language model
-writes token by token and shows how sure it was of each word, beside an n-gram model counted from any text
-you paste. Same seed and settings give the same result
+walk between two faces and add "feature vectors" to a face. **VAE Interpolation**: an encoder squeezes an
+image into a few numbers and a decoder draws it back; morph one face or digit into another, map the space
+and decode any point. **Text Generation**: a real language model writes token by token and shows how
+sure it was of each word, beside an n-gram model counted from any text you paste. Same seed and settings give the same result
 on every machine, so a whole room can follow along.
 """
 

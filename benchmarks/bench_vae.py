@@ -1,0 +1,41 @@
+"""VAEs trained here: encode + decode latency for 1 and 16 images, and interpolation frames per second."""
+
+from __future__ import annotations
+
+from benchmarks.timing import format_seconds, median_seconds
+from pipelines.device import select_device
+from pipelines.vae import load_vae
+
+INTERPOLATION_FRAMES = 16
+
+
+def run() -> str:
+    rows = []
+    for name in ("faces", "digits"):
+        pipeline = load_vae(name)
+        examples = pipeline.example_images()
+        one = median_seconds(lambda: pipeline.reconstruct(examples[:1]), repeats=20, warmup=3)
+        sixteen = median_seconds(lambda: pipeline.reconstruct(examples[:16]), repeats=10, warmup=2)
+        walk = median_seconds(
+            lambda: pipeline.interpolate(examples[0], examples[1], INTERPOLATION_FRAMES), repeats=10, warmup=2
+        )
+        size = f"{pipeline.image_size}×{pipeline.image_size}"
+        rows += [
+            f"| {name} ({size}, {pipeline.latent_dim}-d) | encode + decode 1 image (median of 20) | {format_seconds(one)} |",
+            f"| {name} | encode + decode 16 images in one call (median of 10) | {format_seconds(sixteen)} "
+            f"({format_seconds(sixteen / 16)} an image) |",
+            f"| {name} | interpolation, {INTERPOLATION_FRAMES} frames: encode 2, decode {INTERPOLATION_FRAMES} "
+            f"(median of 10) | {format_seconds(walk)} ({INTERPOLATION_FRAMES / walk:.0f} frames/s) |",
+        ]
+    return "\n".join(
+        [
+            "## VAE Interpolation (ConvVAEs trained here)",
+            "",
+            f"Device: {select_device().label}. Times include fitting PIL inputs to the model and converting "
+            "outputs to PIL images; the models are loaded before timing.",
+            "",
+            "| model | what | median |",
+            "| --- | --- | --- |",
+            *rows,
+        ]
+    )
