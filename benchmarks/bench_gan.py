@@ -6,6 +6,9 @@ import json
 import subprocess
 import sys
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 from benchmarks.timing import format_seconds, median_seconds
 from pipelines.device import select_device
 from pipelines.gan import face_pipeline
@@ -30,12 +33,30 @@ def fresh_process_load() -> dict[str, float]:
     return json.loads(output.strip().splitlines()[-1])
 
 
+def concurrent_single_faces(faces, requests: int = 32) -> tuple[float, float, float]:
+    """Seconds for `requests` one-face requests: one after another, then all at once (batched)."""
+    start = time.perf_counter()
+    for seed in range(requests):
+        faces.sample(seed=seed, count=1)
+    serial = time.perf_counter() - start
+    passes = faces.batcher.passes
+    with ThreadPoolExecutor(max_workers=requests) as pool:
+        start = time.perf_counter()
+        list(pool.map(lambda s: faces.sample(seed=s, count=1), range(requests)))
+        concurrent = time.perf_counter() - start
+    return serial, concurrent, (faces.batcher.passes - passes)
+
+
 def run() -> str:
     loads = sorted((fresh_process_load() for _ in range(3)), key=lambda r: r["load"])
     load = loads[1]  # the median run by load time
     faces = face_pipeline()
     one = median_seconds(lambda: faces.sample(seed=1, count=1), repeats=20, warmup=3)
     sixty_four = median_seconds(lambda: faces.sample(seed=1, count=64), repeats=7, warmup=1)
+    runs = [concurrent_single_faces(faces) for _ in range(5)]
+    serial = sorted(r[0] for r in runs)[2]
+    together = sorted(r[1] for r in runs)[2]
+    passes = sorted(r[2] for r in runs)[2]
     device = select_device().label
     return "\n".join(
         [
@@ -50,5 +71,9 @@ def run() -> str:
             f"| 1 face (median of 20) | {format_seconds(one)} |",
             f"| 64 faces in one call (median of 7) | {format_seconds(sixty_four)} "
             f"({format_seconds(sixty_four / 64)} a face) |",
+            f"| 32 one-face requests, one after another (median of 5) | {format_seconds(serial)} |",
+            f"| 32 one-face requests from 32 threads at once, batched by `BatchingRunner` "
+            f"(median of 5; {passes:.0f} forward passes) | {format_seconds(together)} "
+            f"({serial / together:.1f}× faster) |",
         ]
     )

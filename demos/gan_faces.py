@@ -16,6 +16,9 @@ DISPLAY_SIZE = 192  # the model draws 64x64; shown 3x larger
 GRID_SIZE = 16  # faces in the latent-arithmetic grid
 DEFAULT_TRUNCATION = 1.5
 ARITHMETIC_STEPS = 5  # results shown from strength 0 to the chosen strength
+# Requests run side by side so the pipeline can batch them into shared forward passes;
+# the three events share one limit, as they share one model.
+CONCURRENCY = dict(concurrency_limit=32, concurrency_id="gan-faces")
 
 HOW_IT_WORKS = """
 ### How it works
@@ -134,7 +137,8 @@ def build() -> None:
             )
             dice.click(validation.random_seed, outputs=seed, api_visibility="private")
             sample_button.click(
-                sample_faces, [seed, count, truncation], [gallery, grid_file], api_name="sample_faces"
+                sample_faces, [seed, count, truncation], [gallery, grid_file], api_name="sample_faces",
+                **CONCURRENCY,
             )
 
         with gr.Tab("Interpolate"):
@@ -161,6 +165,7 @@ def build() -> None:
                 [seed_a, seed_b, frames, walk_truncation],
                 [frame_strip, animation, gif_file],
                 api_name="interpolate_faces",
+                **CONCURRENCY,
             )
 
         with gr.Tab("Latent arithmetic") as arithmetic_tab:
@@ -190,13 +195,14 @@ def build() -> None:
             # The grid fills in when the tab opens, so there is always something to pick from.
             gr.on(
                 [arithmetic_tab.select, grid_button.click],
-                show_grid, [grid_seed, grid_truncation], grid, api_visibility="private",
+                show_grid, [grid_seed, grid_truncation], grid, api_visibility="private", **CONCURRENCY,
             )  # fmt: skip
             arithmetic_button.click(
                 face_arithmetic,
                 [grid_seed, grid_truncation, group_a, group_b, target, strength],
                 edited,
                 api_name="face_arithmetic",
+                **CONCURRENCY,
             )
 
         with gr.Tab("How it works"):

@@ -129,3 +129,15 @@ def test_attribute_direction_is_the_difference_of_group_means(faces):
     expected = faces.generate((latents[4] + 2.0 * direction).unsqueeze(0))[0]
     edited = faces.attribute_edit(7, [0, 1], [2], target_index=4, strengths=[2.0])[0]
     assert pixel_difference(expected, edited) < 0.5
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_faces(faces):
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = {seed: faces.sample(seed, 2, 1.5) for seed in range(12)}
+    passes_before = faces.batcher.passes
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = dict(zip(range(12), pool.map(lambda s: faces.sample(s, 2, 1.5), range(12))))
+    for seed, images in results.items():
+        assert all(np.array_equal(as_array(a), as_array(b)) for a, b in zip(images, expected[seed]))
+    assert faces.batcher.passes - passes_before <= 12
