@@ -261,10 +261,10 @@ def build() -> None:
             with gr.Column(scale=2):
                 prompt = gr.Textbox(label="Prompt", lines=3, value="Write a short poem about the sea.")
                 with gr.Row():
-                    generate_button = gr.Button("Generate", variant="primary")
-                    stop_button = gr.Button("Stop", variant="stop")
-                output = gr.Textbox(label="Model output (streamed)", lines=8, interactive=False)
-                status = gr.Markdown()
+                    generate_button = gr.Button("Generate", variant="primary", elem_id="text-generate")
+                    stop_button = gr.Button("Stop", variant="stop", elem_id="text-stop")
+                output = gr.Textbox(label="Model output (streamed)", lines=8, interactive=False, elem_id="text-output")
+                status = gr.Markdown(elem_id="text-status")
             with gr.Column(scale=1):
                 model = gr.Dropdown(text_model_choices(), value=BUILTIN_MODEL, label="Model")
                 mode = gr.Radio(["Chat", "Completion"], value="Chat", label="Mode",
@@ -281,13 +281,13 @@ def build() -> None:
             highlighted = gr.HighlightedText(
                 label="Generated tokens coloured by the probability the model gave them (click a token)",
                 color_map={label: colour for _, label, colour in BANDS},
-                show_legend=True, combine_adjacent=False, show_inline_category=False,
+                show_legend=True, combine_adjacent=False, show_inline_category=False, elem_id="text-look-inside",
             )  # fmt: skip
             with gr.Row():
                 position = gr.Slider(1, 2, value=1, step=1, label="Token position", scale=1, interactive=False)
                 alternatives = gr.Dataframe(
                     headers=["rank", "token", "probability", ""], label="Top-5 tokens the model considered here",
-                    interactive=False, scale=2,
+                    interactive=False, scale=2, elem_id="text-alternatives",
                 )  # fmt: skip
         gr.Markdown(HOW_IT_WORKS)
 
@@ -301,12 +301,12 @@ def build() -> None:
                 ngram_prompt = gr.Textbox(label="Prompt", value="The sea")
                 max_words = gr.Slider(1, MAX_WORDS, value=60, step=1, label="max_words")
                 ngram_seed = gr.Number(value=42, label="seed", step=1)
-                ngram_button = gr.Button("Generate", variant="primary")
-        ngram_output = gr.Textbox(label="n-gram continuation", lines=4, interactive=False)
+                ngram_button = gr.Button("Generate", variant="primary", elem_id="ngram-generate")
+        ngram_output = gr.Textbox(label="n-gram continuation", lines=4, interactive=False, elem_id="ngram-output")
         with gr.Row():
             candidates = gr.Dataframe(headers=["next word", "probability"], label="Candidates for the next word",
                                       interactive=False, scale=1)  # fmt: skip
-            ngram_info = gr.Markdown()
+            ngram_info = gr.Markdown(elem_id="ngram-info")
         gr.Markdown(NGRAM_HOW)
 
     with gr.Tab("Side by side"):
