@@ -11,7 +11,7 @@ from PIL import Image
 
 from demos import validation
 from pipelines.imaging import save_gif, upscale
-from pipelines.vae import MAX_FRAMES, MAX_SAMPLES, TrainedVAEPipeline, VAEPipeline, load_vae
+from pipelines.vae import MAX_FRAMES, MAX_SAMPLES, TrainedVAEPipeline, VAEPipeline, load_vae, pixel_upscale
 from pipelines.weights import ModelSourceError, hub_allow_list
 
 TAB_TITLE = "VAE Interpolation"
@@ -52,6 +52,11 @@ def _display(image: Image.Image) -> Image.Image:
     """Small model images enlarged for the screen (digits are 32 px, faces 64 px)."""
     image = image.convert("RGB")
     return upscale(image, 192) if image.width < 192 else image
+
+
+def _as_input(image: Image.Image) -> Image.Image:
+    """An example for image A or B, enlarged by repeating pixels so the model gets the exact original back."""
+    return pixel_upscale(image, max(1, 192 // image.width))
 
 
 def _temporary_file(suffix: str) -> Path:
@@ -168,12 +173,12 @@ def refresh_for_model(model):
         _pipeline(model)  # says at once when the Hub is unreachable
     gallery = show_examples(model)
     first, second = _example_source(model).example_images()[:2]
-    return gallery, gallery, first, second, None
+    return gallery, gallery, _as_input(first), _as_input(second), None
 
 
 def pick_example(model, target, evt: gr.SelectData):
     """Clicking an example puts it into image A or image B (whichever the radio says)."""
-    image = _example_source(model).example_images()[evt.index]
+    image = _as_input(_example_source(model).example_images()[evt.index])
     return (image, gr.update()) if target == "A" else (gr.update(), image)
 
 
@@ -184,7 +189,7 @@ def use_drawing(drawing, model):
         raise gr.Error("Draw a digit on the sketchpad first.")
     if model != "digits":
         raise gr.Error("Drawing is for the digits model: choose it in the Model menu first.")
-    return _trained_pipeline("digits").prepare(composite)
+    return _as_input(_trained_pipeline("digits").prepare(composite))
 
 
 def draw_latent_map(model, details, x, y):
@@ -263,8 +268,8 @@ def build() -> None:
             with gr.Row():
                 with gr.Column(scale=2, min_width=300):
                     examples = gr.Gallery(
-                        label="Examples (held out from training): click one", columns=6, height=300,
-                        allow_preview=False, format="png", elem_id="vae-examples",
+                        label="Examples (held out from training): click one", columns=4, height=320,
+                        allow_preview=False, format="png", elem_id="vae-examples", object_fit="contain",
                     )  # fmt: skip
                     target = gr.Radio(["A", "B"], value="A", label="A click on an example sets image")
                     with gr.Row():
@@ -339,7 +344,8 @@ def build() -> None:
                     edit_button = gr.Button("Add the feature vector", variant="primary")
                 with gr.Column(scale=3):
                     attribute_examples = gr.Gallery(
-                        label="Numbered examples", columns=8, height="auto", allow_preview=False, format="png"
+                        label="Numbered examples", columns=8, height="auto", allow_preview=False, format="png",
+                        object_fit="contain",
                     )
                     edited = gr.Gallery(
                         label="Example + strength × (mean WITH − mean WITHOUT)", columns=5, height="auto",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageOps
 from torch import nn
 
+from pipelines.batching import BatchingRunner
 from pipelines.device import DeviceChoice, select_device
 from pipelines.gan import slerp, truncated_latents
 from pipelines.weights import ModelSourceError, repo_weights, resolve_model_folder
@@ -177,6 +177,22 @@ def tensor_to_images(images: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(p.transpose(1, 2, 0)) for p in pixels]
 
 
+def pixel_upscale(image: Image.Image, factor: int) -> Image.Image:
+    """Enlarge by repeating pixels, which `undo_pixel_upscale` can reverse exactly."""
+    return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
+
+
+def undo_pixel_upscale(image: Image.Image, size: int) -> Image.Image | None:
+    """The size x size original of an image made by `pixel_upscale`, or None if it is not one."""
+    if image.width != image.height or image.width % size:
+        return None
+    factor = image.width // size
+    small = image.reduce(factor) if factor > 1 else image.copy()
+    if factor > 1 and pixel_upscale(small, factor).tobytes() != image.tobytes():
+        return None
+    return small
+
+
 def centre_square(image: Image.Image, size: int) -> Image.Image:
     """Crop the largest centred square and resize it: how uploaded photos are fitted to the model."""
     return ImageOps.fit(image.convert("RGB"), (size, size), Image.Resampling.LANCZOS)
@@ -225,7 +241,9 @@ class VAEPipeline:
     device_choice: DeviceChoice
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # one forward pass at a time; requests are small and fast
+        # Concurrent users share forward passes: requests that arrive together run as one batch.
+        self._encoder = BatchingRunner(self._run_encoder, max_rows=4 * MAX_FRAMES)
+        self._decoder = BatchingRunner(self._run_decoder, max_rows=4 * MAX_FRAMES)
 
     def prepare(self, image: Image.Image) -> Image.Image:
         """Fit an arbitrary image to what the model expects (size, colour)."""
@@ -238,19 +256,20 @@ class VAEPipeline:
         raise NotImplementedError
 
     @torch.inference_mode()
-    def encode_means(self, images: list[Image.Image]) -> torch.Tensor:
-        """Images (fitted with `prepare`) -> their latent means, (N, *latent_shape), float32 on CPU."""
-        pixels = torch.stack([pil_to_tensor(self.prepare(image)) for image in images])
-        pixels = pixels.to(self.device_choice.device, self.device_choice.dtype)
-        with self._lock:
-            return self._encode(pixels).float().cpu()
+    def _run_encoder(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self._encode(pixels.to(self.device_choice.device, self.device_choice.dtype)).float().cpu()
 
     @torch.inference_mode()
+    def _run_decoder(self, latents: torch.Tensor) -> torch.Tensor:
+        return self._decode(latents.to(self.device_choice.device, self.device_choice.dtype)).float().cpu()
+
+    def encode_means(self, images: list[Image.Image]) -> torch.Tensor:
+        """Images (fitted with `prepare`) -> their latent means, (N, *latent_shape), float32 on CPU."""
+        return self._encoder(torch.stack([pil_to_tensor(self.prepare(image)) for image in images]))
+
     def decode(self, latents: torch.Tensor) -> list[Image.Image]:
-        """(N, *latent_shape) -> N images, in one forward pass."""
-        latents = latents.to(self.device_choice.device, self.device_choice.dtype)
-        with self._lock:
-            return tensor_to_images(self._decode(latents))
+        """(N, *latent_shape) -> N images, in one forward pass (shared with other callers' requests)."""
+        return tensor_to_images(self._decoder(latents.float()))
 
     def reconstruct(self, images: list[Image.Image]) -> list[Image.Image]:
         return self.decode(self.encode_means(images))
@@ -308,10 +327,13 @@ class TrainedVAEPipeline(VAEPipeline):
         return self.config.latent_dim
 
     def prepare(self, image: Image.Image) -> Image.Image:
+        original = undo_pixel_upscale(image, self.image_size)
         if self.config.channels == 1:
-            if image.size == (self.image_size, self.image_size) and image.mode == "L":
-                return image  # already a dataset image
+            if original is not None and np.asarray(original.convert("L")).mean() < 128:
+                return original.convert("L")  # already a light-on-dark digit of the model's size
             return fit_digit(image, self.image_size)
+        if original is not None:  # one of the model's own images, enlarged for the screen: use it as is
+            return original.convert("RGB")
         return centre_square(image, self.image_size)
 
     def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -465,7 +487,7 @@ class LatentMap:
         draw = ImageDraw.Draw(canvas)
         edge = self.canvas_size - self.margin
         draw.rectangle([self.margin, self.margin, edge, edge], outline=(200, 200, 200))
-        draw.text((self.margin, 8), "PCA component 1 ->   (up: component 2)", fill=(90, 90, 90))
+        draw.text((edge - 150, edge + 6), "x: PCA 1, y: PCA 2", fill=(90, 90, 90))
         for index, (x, y) in enumerate(self.points):
             colour = LABEL_COLOURS[self.labels[index] % 10] if self.labels else (70, 110, 200)
             px, py = self.to_pixel(x, y)

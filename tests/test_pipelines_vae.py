@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 from pipelines.imaging import pixel_difference
 from pipelines.vae import (
     ConvVAE, ConvVAEConfig, HubVAEPipeline, TrainedVAEPipeline, attribute_vector, elbo_loss, fit_digit,
-    interpolate_latents, kl_divergence, load_vae, reparameterise,
+    interpolate_latents, kl_divergence, load_vae, pixel_upscale, reparameterise, undo_pixel_upscale,
 )  # fmt: skip
 from pipelines.weights import REPO_ROOT
 
@@ -197,3 +197,12 @@ def test_training_script_writes_weights_config_and_card(tmp_path):
     assert "Held-out metrics" in (out / "README.md").read_text()
     pipeline = load_vae(str(out))  # a folder in this project's format loads as a trained VAE
     assert isinstance(pipeline, TrainedVAEPipeline) and pipeline.latent_dim == 12
+
+
+def test_an_example_enlarged_for_the_screen_reaches_the_model_unchanged(digits):
+    example = digits.example_images()[5]
+    enlarged = pixel_upscale(example, 6)
+    assert enlarged.size == (192, 192)
+    assert np.array_equal(np.asarray(digits.prepare(enlarged)), np.asarray(example))
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (192, 192, 3), dtype=np.uint8))
+    assert undo_pixel_upscale(photo, 64) is None
