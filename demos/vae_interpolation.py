@@ -286,8 +286,12 @@ def build() -> None:
                         "(64 px for faces, 256 px for the Hub VAE); digits are cropped to the ink and "
                         "shrunk like the dataset. Up to 20 megapixels."
                     )
-                    with gr.Accordion("Draw a digit (digits model)", open=False):
-                        sketchpad = gr.Sketchpad(label="Draw one digit, large", type="pil", height=260)
+                    with gr.Accordion("Draw a digit (digits model)", open=True):
+                        sketchpad = gr.Sketchpad(
+                            label="Click the brush, then draw one digit, large", type="pil", canvas_size=(280, 280), fixed_canvas=True,
+                            brush=gr.Brush(default_size=20, colors=["#000000"], color_mode="fixed"),
+                            layers=False, transforms=(), elem_id="vae-sketchpad",
+                        )  # fmt: skip
                         with gr.Row():
                             drawing_to_a = gr.Button("Use drawing as A", size="sm")
                             drawing_to_b = gr.Button("Use drawing as B", size="sm")

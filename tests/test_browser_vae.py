@@ -37,3 +37,25 @@ def test_digits_latent_map_is_drawn_and_a_click_decodes_a_point(page):
         arg=first_source, timeout=60_000,
     )  # fmt: skip
     page.screenshot(path=SCREENSHOT_DIR / "vae-latent-map.png", full_page=True)
+
+
+def test_a_digit_drawn_on_the_sketchpad_becomes_image_a(page):
+    open_tab(page)
+    page.locator("#vae-model input").click()
+    page.get_by_role("option", name="Digits").click()
+    page.locator("#vae-examples img").first.wait_for(timeout=60_000)
+    before = page.locator("#vae-image-a img").first.get_attribute("src")
+    page.locator("#vae-sketchpad button[aria-label='Brush']").click()
+    box = page.locator("#vae-sketchpad canvas").first.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + 30
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for step in range(20):  # a slanted stroke: a "1"
+        page.mouse.move(x - step, y + step * 9)
+    page.mouse.up()
+    page.get_by_role("button", name="Use drawing as A").click()
+    page.wait_for_function(
+        "src => { const i = document.querySelector('#vae-image-a img'); return i && i.src !== src; }",
+        arg=before, timeout=60_000,
+    )  # fmt: skip
+    page.screenshot(path=SCREENSHOT_DIR / "vae-sketchpad.png", full_page=True)
