@@ -17,6 +17,7 @@ from pipelines.text_generation import (
     TextGenerator,
     TokenChoice,
     load_text_generator,
+    text_generator_is_loaded,
     text_model_choices,
 )
 from pipelines.weights import ModelSourceError
@@ -88,6 +89,12 @@ def _text_generator(model: str) -> TextGenerator:
     choices = text_model_choices()
     if model not in choices:
         raise gr.Error(f"Unknown model {model!r}. The models this app allows are: {', '.join(choices)}.")
+    if not text_generator_is_loaded(model):
+        gr.Info(
+            "Loading the model. The very first start converts its 4-bit file once (about a minute on a CPU)."
+            if model == BUILTIN_MODEL
+            else f"Loading {model}: it is downloaded from the Hugging Face Hub on first use."
+        )
     try:
         return load_text_generator(model)
     except ModelSourceError as error:

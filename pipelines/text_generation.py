@@ -103,12 +103,18 @@ def model_folder(source: str) -> Path:
 
 
 _load_lock = threading.Lock()
+_loaded_sources: set[tuple[str, DeviceChoice]] = set()
 
 
 def load_text_generator(source: str = BUILTIN_MODEL) -> TextGenerator:
     """The model and tokenizer for `source`, loaded once per process on the selected device."""
     with _load_lock:  # two first users must not load (or convert) the same model twice
         return _load_text_generator(source, select_device())
+
+
+def text_generator_is_loaded(source: str = BUILTIN_MODEL) -> bool:
+    """Whether `source` is loaded already, so a UI can warn that the first use takes a while."""
+    return (source, select_device()) in _loaded_sources
 
 
 @functools.cache
@@ -120,6 +126,7 @@ def _load_text_generator(source: str, choice: DeviceChoice) -> TextGenerator:
     except (OSError, ValueError, KeyError) as error:
         raise ModelSourceError(f"'{source}' could not be loaded as a causal language model: {error}") from error
     model = model.to(choice.device).eval()
+    _loaded_sources.add((source, choice))
     name = BUILTIN_MODEL if source == BUILTIN_MODEL else Path(source).name if Path(source).is_dir() else source
     return TextGenerator(model, tokenizer, name)
 
