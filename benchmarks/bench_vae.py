@@ -21,7 +21,8 @@ def run() -> str:
         )
         size = f"{pipeline.image_size}×{pipeline.image_size}"
         rows += [
-            f"| {name} ({size}, {pipeline.latent_dim}-d) | encode + decode 1 image (median of 20) | {format_seconds(one)} |",
+            f"| {name} ({size}, {pipeline.latent_dim}-d) | encode + decode 1 image (median of 20) "
+            f"| {format_seconds(one)} |",
             f"| {name} | encode + decode 16 images in one call (median of 10) | {format_seconds(sixteen)} "
             f"({format_seconds(sixteen / 16)} an image) |",
             f"| {name} | interpolation, {INTERPOLATION_FRAMES} frames: encode 2, decode {INTERPOLATION_FRAMES} "

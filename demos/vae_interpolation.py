@@ -79,7 +79,9 @@ def _pipeline(model) -> VAEPipeline:
 
 def _trained_pipeline(model) -> TrainedVAEPipeline:
     if model in HUB_VAES:
-        raise gr.Error("The latent map, attribute vectors and prior samples need a model trained here: faces or digits.")
+        raise gr.Error(
+            "The latent map, attribute vectors and prior samples need a model trained here: faces or digits."
+        )
     return _pipeline(model)
 
 
@@ -288,7 +290,8 @@ def build() -> None:
                     )
                     with gr.Accordion("Draw a digit (digits model)", open=True):
                         sketchpad = gr.Sketchpad(
-                            label="Click the brush, then draw one digit, large", type="pil", canvas_size=(280, 280), fixed_canvas=True,
+                            label="Click the brush, then draw one digit, large", type="pil",
+                            canvas_size=(280, 280), fixed_canvas=True,
                             brush=gr.Brush(default_size=20, colors=["#000000"], color_mode="fixed"),
                             layers=False, transforms=(), elem_id="vae-sketchpad",
                         )  # fmt: skip
