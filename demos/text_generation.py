@@ -7,7 +7,7 @@ import functools
 import gradio as gr
 
 from demos import validation
-from pipelines.ngram import END_OF_TEXT, MAX_ORDER, MIN_ORDER, NgramModel, split_words
+from pipelines.ngram import END_OF_TEXT, MAX_ORDER, MIN_ORDER, NgramModel, join_words, split_words
 from pipelines.sample_texts import SAMPLE_TEXTS
 from pipelines.text_generation import (
     BUILTIN_MODEL,
@@ -237,13 +237,18 @@ def ngram_generate(corpus: str, n: int = 2, prompt: str = "The", max_words: int 
 
 def compare_models(
     prompt: str, corpus: str, n: int, max_new_tokens: int, temperature: float, top_p: float, seed: int,
-    top_k: int, repetition_penalty: float, mode: str, model: str,
+    top_k: int, repetition_penalty: float, model: str,
 ):  # fmt: skip
-    """The same prompt through the n-gram model (instantly) and the transformer (streamed)."""
+    """The same prompt continued by the n-gram model (instantly) and the transformer (streamed, completion mode).
+
+    Both outputs are the prompt followed by the model's continuation, so they read side by side.
+    """
     ngram_text, _, _ = ngram_generate(corpus, n, prompt, min(int(max_new_tokens), MAX_WORDS), seed)
-    yield ngram_text, ""
-    for text, _ in generate_text(prompt, max_new_tokens, temperature, top_p, seed, top_k, repetition_penalty, mode, model):
-        yield ngram_text, text
+    ngram_full = join_words(split_words(prompt) + split_words(ngram_text))
+    yield ngram_full, prompt
+    arguments = (max_new_tokens, temperature, top_p, seed, top_k, repetition_penalty, "Completion", model)
+    for text, _ in generate_text(prompt, *arguments):
+        yield ngram_full, prompt + text
 
 
 def use_sample(name: str):
@@ -318,10 +323,11 @@ def build() -> None:
 
     with gr.Tab("Side by side"):
         gr.Markdown(
-            "The same prompt through the n-gram model (with the corpus and n of its tab) and the transformer "
-            "(with the settings of its tab). The transformer runs in Completion mode if you choose it there."
+            "The same prompt continued by the n-gram model (with the corpus and n of its tab) and by the "
+            "transformer (with the settings of its tab, in Completion mode so both simply continue the text). "
+            "The n-gram model can only stitch together pieces of its corpus; the transformer writes new sentences."
         )
-        compare_prompt = gr.Textbox(label="Prompt", value="The sea")
+        compare_prompt = gr.Textbox(label="Prompt", value="At night the sea")
         with gr.Row():
             compare_button = gr.Button("Compare", variant="primary")
             compare_stop = gr.Button("Stop", variant="stop")
@@ -348,7 +354,7 @@ def build() -> None:
         api_name="ngram_generate",
     )  # fmt: skip
     compare_event = compare_button.click(
-        compare_models, [compare_prompt, corpus, n, *transformer_controls], [compare_ngram, compare_transformer],
+        compare_models, [compare_prompt, corpus, n, *transformer_controls[:-2], model], [compare_ngram, compare_transformer],
         api_name="compare_text", **LM_CONCURRENCY,
     )  # fmt: skip
     compare_stop.click(None, cancels=[compare_event], api_visibility="private")

@@ -76,9 +76,9 @@ def test_the_app_keeps_serving_after_errors(client):
     assert client.predict(prompt="Hi", max_new_tokens=4, temperature=0, api_name="/generate_text").strip()
 
 
-def test_compare_text_runs_both_models(client):
+def test_compare_text_continues_the_prompt_with_both_models(client):
     ngram_text, transformer_text = client.predict(
-        prompt="The sea", corpus=SEA, n=2, max_new_tokens=12, temperature=0, mode="Completion",
-        api_name="/compare_text",
-    )  # fmt: skip
-    assert ngram_text.strip() and transformer_text.strip()
+        prompt="At night the sea", corpus=SEA, n=2, max_new_tokens=12, temperature=0, api_name="/compare_text"
+    )
+    assert ngram_text.startswith("At night the sea ") and len(ngram_text) > len("At night the sea ")
+    assert transformer_text.startswith("At night the sea") and len(transformer_text) > len("At night the sea")

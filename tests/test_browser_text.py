@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from playwright.sync_api import expect
+
 from tests.conftest import SCREENSHOT_DIR
 
 
@@ -27,6 +29,11 @@ def test_generating_streams_text_and_looks_inside(page):
     shown = "".join(page.locator("#text-look-inside").inner_text().split())
     assert "".join(output.split())[:12] in shown
     assert page.locator("#text-alternatives").get_by_text("chosen").count() >= 1
+    # Clicking a token shows its alternatives.
+    tokens = page.locator("#text-look-inside span.token")
+    assert tokens.count() >= 2
+    tokens.nth(1).click()
+    expect(page.get_by_label("Token position").first).to_have_value("2")
     page.locator("#text-look-inside").scroll_into_view_if_needed()
     page.screenshot(path=SCREENSHOT_DIR / "text-generation-look-inside.png", full_page=True)
 
