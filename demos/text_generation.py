@@ -184,16 +184,16 @@ def _shown_word(word: str) -> str:
     return "(end of text)" if word == END_OF_TEXT else word
 
 
-@functools.lru_cache(maxsize=16)
-def _fitted(corpus: str, n: int) -> NgramModel:
-    return NgramModel.fit(corpus, n)
+@functools.lru_cache(maxsize=4)  # a 1 MB corpus counted up to 5-grams takes a few hundred MB
+def _fitted_up_to_5(corpus: str) -> NgramModel:
+    """One count of the corpus serves every n: the 5-gram model holds all shorter models."""
+    return NgramModel.fit(corpus, MAX_ORDER)
 
 
-@functools.lru_cache(maxsize=8)
 def _sizes_by_order(corpus: str) -> str:
     rows = ["| n | distinct contexts (n−1 words) | distinct n-grams |", "| --- | --- | --- |"]
     for n in range(MIN_ORDER, MAX_ORDER + 1):
-        model = _fitted(corpus, n)
+        model = _fitted_up_to_5(corpus).with_order(n)
         rows.append(f"| {n} | {model.distinct_contexts:,} | {model.distinct_ngrams:,} |")
     return "\n".join(rows)
 
@@ -214,7 +214,7 @@ def ngram_generate(corpus: str, n: int = 2, prompt: str = "The", max_words: int 
     prompt = _check_prompt(prompt)
     max_words = validation.whole_number(max_words, "max_words", 1, MAX_WORDS)
     seed = validation.seed(seed, "seed")
-    model = _fitted(corpus, n)
+    model = _fitted_up_to_5(corpus).with_order(n)
     generation = model.generate(prompt, max_words, seed)
     history = split_words(prompt) + generation.words
     table, used = model.next_word_probabilities(history)

@@ -69,6 +69,12 @@ class NgramModel:
                 counts[k].setdefault(context, Counter())[next_word] += 1
         return cls(n, counts)
 
+    def with_order(self, n: int) -> NgramModel:
+        """The n-gram model inside this one: a 5-gram model holds every shorter model's counts."""
+        if not MIN_ORDER <= n <= self.n:
+            raise ValueError(f"n must be between {MIN_ORDER} and {self.n}.")
+        return NgramModel(n, self.counts[:n])
+
     @property
     def distinct_contexts(self) -> int:
         """How many different runs of n-1 words the model has seen: its size."""

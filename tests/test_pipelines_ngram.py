@@ -84,3 +84,12 @@ def test_n_outside_1_to_5_is_refused(n):
 def test_an_empty_corpus_is_refused():
     with pytest.raises(ValueError, match="no words"):
         NgramModel.fit("  \n ", 2)
+
+
+def test_a_lower_order_model_inside_a_5_gram_model_equals_one_fitted_directly():
+    full = NgramModel.fit(SEA, 5)
+    for n in range(1, 6):
+        direct = NgramModel.fit(SEA, n)
+        inside = full.with_order(n)
+        assert inside.counts == direct.counts
+        assert inside.generate("The sea", 30, seed=n).words == direct.generate("The sea", 30, seed=n).words
