@@ -343,7 +343,12 @@ def build() -> None:
         look_inside, run_state, [status, highlighted, position, alternatives, choices_state],
         api_visibility="private", **LM_CONCURRENCY,
     )  # fmt: skip
-    stop_button.click(None, cancels=[generation_event], api_visibility="private")
+    # The previous run's look-inside would describe other text: clear it when a new run starts.
+    generate_button.click(lambda: ("", [], []), None, [status, highlighted, alternatives], api_visibility="private", queue=False)
+    stop_button.click(
+        lambda: "Stopped. Look inside is shown for finished generations only.", None, status,
+        cancels=[generation_event], api_visibility="private", queue=False,
+    )  # fmt: skip
     dice.click(validation.random_seed, outputs=seed, api_visibility="private")
     highlighted.select(pick_token, None, position, api_visibility="private")
     position.change(_alternatives_table, [choices_state, position], alternatives, api_visibility="private")

@@ -48,6 +48,7 @@ def test_stop_ends_a_long_generation_and_the_model_serves_again(page):
     while not _output_text(page, "text-output").strip() and time.monotonic() < deadline:
         time.sleep(0.2)
     page.locator("#text-stop").click()
+    page.locator("#text-status").get_by_text("Stopped").wait_for(timeout=10_000)
     time.sleep(1.5)
     stopped = _output_text(page, "text-output")
     time.sleep(3)
