@@ -91,7 +91,7 @@ def _text_generator(model: str) -> TextGenerator:
         raise gr.Error(f"Unknown model {model!r}. The models this app allows are: {', '.join(choices)}.")
     if not text_generator_is_loaded(model):
         gr.Info(
-            "Loading the model. The very first start converts its 4-bit file once (about a minute on a CPU)."
+            "Loading the model: a few seconds, or about a minute the very first time (its 4-bit file is converted once)."
             if model == BUILTIN_MODEL
             else f"Loading {model}: it is downloaded from the Hugging Face Hub on first use."
         )
