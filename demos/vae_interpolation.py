@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 import gradio as gr
-from PIL import Image
+from PIL import Image, ImageOps
 
 from demos import validation
 from pipelines.imaging import save_gif, upscale
@@ -120,9 +120,9 @@ def open_upload(upload, name: str) -> Image.Image:
         )
     try:
         image.load()
+        return ImageOps.exif_transpose(image)  # phone photos: honour the camera's rotation tag
     except Exception:
         raise gr.Error(f"{name} is corrupt or truncated: the file could not be decoded.") from None
-    return image
 
 
 def vae_interpolate(image_a, image_b, frames, model, method="slerp"):

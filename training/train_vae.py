@@ -84,7 +84,10 @@ def main() -> None:
             f"held-out faces from seed {FACES_HELD_OUT_SEED}. One generative model's output trains another: "
             f"this VAE learns the GAN's faces, artefacts included."
         )
-    print(f"data ready in {time.time() - started:.0f} s: {len(train.images)} train, {len(held_out.images)} held out", flush=True)
+    print(
+        f"data ready in {time.time() - started:.0f} s: {len(train.images)} train, {len(held_out.images)} held out",
+        flush=True,
+    )
 
     model = ConvVAE(config)
     optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
