@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from benchmarks.timing import format_seconds, median_seconds
 from pipelines.device import select_device
 from pipelines.vae import load_vae
@@ -19,10 +21,17 @@ def run() -> str:
         walk = median_seconds(
             lambda: pipeline.interpolate(examples[0], examples[1], INTERPOLATION_FRAMES), repeats=10, warmup=2
         )
+        # Small convolutions can suffer from thread hand-offs when other processes share the cores.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        one_thread = median_seconds(lambda: pipeline.reconstruct(examples[:1]), repeats=20, warmup=3)
+        torch.set_num_threads(threads)
         size = f"{pipeline.image_size}×{pipeline.image_size}"
         rows += [
             f"| {name} ({size}, {pipeline.latent_dim}-d) | encode + decode 1 image (median of 20) "
             f"| {format_seconds(one)} |",
+            f"| {name} | the same with 1 torch thread instead of {threads} (median of 20) "
+            f"| {format_seconds(one_thread)} |",
             f"| {name} | encode + decode 16 images in one call (median of 10) | {format_seconds(sixteen)} "
             f"({format_seconds(sixteen / 16)} an image) |",
             f"| {name} | interpolation, {INTERPOLATION_FRAMES} frames: encode 2, decode {INTERPOLATION_FRAMES} "
