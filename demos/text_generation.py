@@ -271,7 +271,7 @@ def build() -> None:
     with gr.Tab("Transformer"):
         with gr.Row():
             with gr.Column(scale=2):
-                prompt = gr.Textbox(label="Prompt", lines=3, value="Write a short poem about the sea.")
+                prompt = gr.Textbox(label="Prompt", lines=3, value="Write a short poem about the sea.", elem_id="text-prompt")
                 with gr.Row():
                     generate_button = gr.Button("Generate", variant="primary", elem_id="text-generate")
                     stop_button = gr.Button("Stop", variant="stop", elem_id="text-stop")
@@ -279,9 +279,9 @@ def build() -> None:
                 status = gr.Markdown(elem_id="text-status")
             with gr.Column(scale=1):
                 model = gr.Dropdown(text_model_choices(), value=BUILTIN_MODEL, label="Model")
-                mode = gr.Radio(["Chat", "Completion"], value="Chat", label="Mode",
+                mode = gr.Radio(["Chat", "Completion"], value="Chat", label="Mode", elem_id="text-mode",
                                 info="Chat wraps the prompt in the model's chat template; Completion continues it as is.")  # fmt: skip
-                max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=128, step=1, label="max_new_tokens")
+                max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=128, step=1, label="max_new_tokens", elem_id="text-max-new-tokens")
                 temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="temperature (0 = greedy)")
                 top_k = gr.Slider(0, 200, value=50, step=1, label="top_k (0 = off)")
                 top_p = gr.Slider(0.01, 1, value=0.95, step=0.01, label="top_p")
@@ -296,7 +296,9 @@ def build() -> None:
                 show_legend=True, combine_adjacent=False, show_inline_category=False, elem_id="text-look-inside",
             )  # fmt: skip
             with gr.Row():
-                position = gr.Slider(1, 2, value=1, step=1, label="Token position", scale=1, interactive=False)
+                position = gr.Slider(
+                    1, 2, value=1, step=1, label="Token position", scale=1, interactive=False, elem_id="text-position"
+                )
                 alternatives = gr.Dataframe(
                     headers=["rank", "token", "probability", ""], label="Top-5 tokens the model considered here",
                     interactive=False, scale=2, elem_id="text-alternatives",
@@ -306,7 +308,7 @@ def build() -> None:
     with gr.Tab("n-gram model"):
         with gr.Row():
             with gr.Column(scale=2):
-                sample = gr.Dropdown([*SAMPLE_TEXTS, OWN_TEXT], value="The sea", label="Sample text")
+                sample = gr.Dropdown([*SAMPLE_TEXTS, OWN_TEXT], value="The sea", label="Sample text", elem_id="ngram-sample")
                 corpus = gr.Textbox(label="Corpus (up to 1 MB)", lines=8, value=SAMPLE_TEXTS["The sea"])
             with gr.Column(scale=1):
                 n = gr.Slider(MIN_ORDER, MAX_ORDER, value=2, step=1, label="n (words of context + 1)")

@@ -71,7 +71,7 @@ def test_ngram_generate_refuses_bad_input(client, arguments, message):
 
 
 def test_the_app_keeps_serving_after_errors(client):
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="prompt is empty"):
         client.predict(prompt="", api_name="/generate_text")
     assert client.predict(prompt="Hi", max_new_tokens=4, temperature=0, api_name="/generate_text").strip()
 

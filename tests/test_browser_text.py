@@ -20,7 +20,7 @@ def _output_text(page, elem_id: str) -> str:
 
 def test_generating_streams_text_and_looks_inside(page):
     _open_tab(page)
-    page.get_by_label("max_new_tokens").first.fill("24")
+    page.locator("#text-max-new-tokens").get_by_role("spinbutton").fill("24")
     page.locator("#text-generate").click()
     page.locator("#text-status").get_by_text("tokens/s").wait_for(timeout=240_000)
     output = _output_text(page, "text-output")
@@ -33,16 +33,16 @@ def test_generating_streams_text_and_looks_inside(page):
     tokens = page.locator("#text-look-inside span.token")
     assert tokens.count() >= 2
     tokens.nth(1).click()
-    expect(page.get_by_label("Token position").first).to_have_value("2")
+    expect(page.locator("#text-position").get_by_role("spinbutton")).to_have_value("2")
     page.locator("#text-look-inside").scroll_into_view_if_needed()
     page.screenshot(path=SCREENSHOT_DIR / "text-generation-look-inside.png", full_page=True)
 
 
 def test_stop_ends_a_long_generation_and_the_model_serves_again(page):
     _open_tab(page)
-    page.get_by_label("max_new_tokens").first.fill("1024")
-    page.get_by_label("Completion").check()
-    page.get_by_label("Prompt").first.fill("Here is a very long story about a lighthouse keeper.")
+    page.locator("#text-max-new-tokens").get_by_role("spinbutton").fill("1024")
+    page.locator("#text-mode").get_by_label("Completion").check()
+    page.locator("#text-prompt textarea").fill("Here is a very long story about a lighthouse keeper.")
     page.locator("#text-generate").click()
     deadline = time.monotonic() + 240
     while not _output_text(page, "text-output").strip() and time.monotonic() < deadline:
@@ -53,7 +53,7 @@ def test_stop_ends_a_long_generation_and_the_model_serves_again(page):
     stopped = _output_text(page, "text-output")
     time.sleep(3)
     assert stopped.strip() and _output_text(page, "text-output") == stopped  # no more tokens arrive
-    page.get_by_label("max_new_tokens").first.fill("8")
+    page.locator("#text-max-new-tokens").get_by_role("spinbutton").fill("8")
     page.locator("#text-generate").click()
     page.locator("#text-status").get_by_text("tokens/s").wait_for(timeout=60_000)  # the model was freed
     assert _output_text(page, "text-output") != stopped
@@ -61,7 +61,7 @@ def test_stop_ends_a_long_generation_and_the_model_serves_again(page):
 
 def test_ngram_tab_generates_and_shows_candidates(page):
     _open_tab(page, "n-gram model")
-    page.get_by_label("Sample text").click()
+    page.locator("#ngram-sample").get_by_role("combobox").click()
     page.get_by_role("option", name="A fairy tale").click()
     page.locator("#ngram-generate").click()
     page.locator("#ngram-info").get_by_text("distinct contexts").first.wait_for(timeout=60_000)
