@@ -344,8 +344,8 @@ def build() -> None:
             )
             with gr.Row():
                 with gr.Column(scale=1, min_width=280):
-                    with_feature = gr.CheckboxGroup(numbers, label="Examples WITH the feature")
-                    without_feature = gr.CheckboxGroup(numbers, label="Examples WITHOUT it")
+                    with_feature = gr.CheckboxGroup(numbers, label="Examples WITH the feature", elem_id="vae-with")
+                    without_feature = gr.CheckboxGroup(numbers, label="Examples WITHOUT it", elem_id="vae-without")
                     edit_target = gr.Dropdown(numbers, value="1", label="Example to edit")
                     strength = gr.Slider(-4, 4, value=2.0, step=0.1, label="Strength")
                     edit_button = gr.Button("Add the feature vector", variant="primary")
@@ -400,6 +400,10 @@ def build() -> None:
     map_button.click(
         draw_latent_map, [model, details, map_x, map_y], [map_image, map_decoded], api_name="vae_latent_map"
     )
+    gr.on(
+        [map_x.release, map_y.release], draw_latent_map, [model, details, map_x, map_y], [map_image, map_decoded],
+        api_visibility="private",
+    )  # fmt: skip
     map_image.select(click_map, [model, details], [map_x, map_y, map_image, map_decoded], api_visibility="private")
     edit_button.click(
         vae_attribute_vector, [model, with_feature, without_feature, edit_target, strength], edited,
