@@ -82,6 +82,7 @@ def builtin_model_folder() -> Path:
             del model.config.quantization_config
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
+        partial.chmod(0o755)  # mkdtemp makes it private; the cache may be shared by several users
         os.rename(partial, folder)
     except OSError:
         if not (folder / "config.json").exists():
