@@ -35,3 +35,8 @@ train-vae-faces: setup
 
 train-vae-digits: setup
 	$(PY) -m training.train_vae --data digits
+
+# About an hour on 2 CPU cores; writes weights/text-to-image/ and its model card with measured adherence.
+train-text-to-image: setup
+	$(PY) -m training.train_text_to_image --seed 0
+.PHONY: train-text-to-image

@@ -6,15 +6,16 @@ import os
 
 import gradio as gr
 
-from demos import gan_faces, text_generation, vae_interpolation
+from demos import gan_faces, text_generation, text_to_image, vae_interpolation
 
 # Tab order follows the product card; each module builds its own tab.
-TAB_MODULES = [gan_faces, vae_interpolation, text_generation]
+TAB_MODULES = [text_to_image, gan_faces, vae_interpolation, text_generation]
 
 INTRO = """
 # GenAI Playground
 Point, click and **see** how generative models work. Every tab runs a real model with real weights
-and lets you look inside it while it works. **GAN Faces**: a generator turns random noise into faces;
+and lets you look inside it while it works. **Text → Image**: a diffusion model trained here turns a prompt
+about coloured shapes into a picture, step by step from pure noise. **GAN Faces**: a generator turns random noise into faces;
 walk between two faces and add "feature vectors" to a face. **VAE Interpolation**: an encoder squeezes an
 image into a few numbers and a decoder draws it back; morph one face or digit into another, map the space
 and decode any point. **Text Generation**: a real language model writes token by token and shows how

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 # Each module has `run() -> str`, returning a Markdown section measured on this machine.
-SECTIONS = ["benchmarks.bench_app", "benchmarks.bench_gan", "benchmarks.bench_text", "benchmarks.bench_vae"]
+SECTIONS = ["benchmarks.bench_app", "benchmarks.bench_gan", "benchmarks.bench_text", "benchmarks.bench_vae", "benchmarks.bench_text_to_image"]
 OUTPUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 
 

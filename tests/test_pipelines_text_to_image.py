@@ -1,0 +1,167 @@
+"""The text-to-image pipeline on tiny random models: training lowers the loss, save/load, seeds, schedulers, Hub path."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipelines import text_to_image as t2i
+from pipelines.imaging import pixel_difference
+from pipelines.weights import ModelSourceError
+from training.train_text_to_image import batch_tensors, diffusion_loss
+
+TINY = (32, 32, 32)
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline():
+    return t2i.new_pipeline(TINY, seed=0)
+
+
+def test_a_few_training_steps_on_a_tiny_model_reduce_the_loss():
+    unet, scheduler = t2i.new_pipeline(TINY, seed=1).unet.train(), t2i.training_scheduler()
+    clean, captions = batch_tensors(random.Random(0), 8, caption_dropout=0.0)
+
+    def fixed_loss() -> float:  # same images, noise and timesteps before and after
+        with torch.no_grad():
+            return diffusion_loss(unet, scheduler, clean, captions, torch.Generator().manual_seed(9)).item()
+
+    before = fixed_loss()
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=2e-3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(25):
+        loss = diffusion_loss(unet, scheduler, clean, captions, generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert fixed_loss() < 0.8 * before
+
+
+def test_generation_is_deterministic_per_seed(tiny_pipeline):
+    def image(seed):
+        return t2i.generate(tiny_pipeline, "a red circle on the left", steps=3, seed=seed).images[0]
+
+    first, again, other = image(4), image(4), image(5)
+    assert first.size == (64, 64)
+    assert np.array_equal(np.asarray(first), np.asarray(again))
+    assert pixel_difference(first, other) > 1
+
+
+def test_save_and_load_round_trip_gives_the_same_images(tiny_pipeline, tmp_path):
+    tiny_pipeline.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["_class_name"] == "ShapesDiffusionPipeline" and "text_encoder" not in index  # referenced, not copied
+    loaded = t2i.load_text_to_image(str(tmp_path))
+    assert isinstance(loaded, t2i.ShapesDiffusionPipeline)
+    for scheduler in ("DDPM", "DPM-Solver++"):  # DDPM draws noise at every step: from the call's generator
+        a = t2i.generate(tiny_pipeline, "a blue square", steps=3, seed=2, scheduler_name=scheduler).images[0]
+        b = t2i.generate(loaded, "a blue square", steps=3, seed=2, scheduler_name=scheduler).images[0]
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_schedulers_swap_without_touching_the_shared_pipeline(tiny_pipeline):
+    images = {}
+    for name, scheduler_class in t2i.SCHEDULERS.items():
+        swapped = t2i.with_scheduler(tiny_pipeline, name)
+        assert isinstance(swapped.scheduler, scheduler_class) and swapped.unet is tiny_pipeline.unet
+        images[name] = t2i.generate(tiny_pipeline, "a green triangle", steps=4, seed=1, scheduler_name=name).images[0]
+    assert isinstance(tiny_pipeline.scheduler, t2i.DDPMScheduler)
+    assert pixel_difference(images["DDIM"], images["Euler"]) > 0.5
+    with pytest.raises(ValueError, match="DDPM, DDIM, DPM-Solver\\+\\+, Euler"):
+        t2i.with_scheduler(tiny_pipeline, "PNDM")
+
+
+def test_generate_returns_count_images_and_a_strip_of_clean_image_estimates(tiny_pipeline):
+    steps_seen = []
+    result = t2i.generate(
+        tiny_pipeline, "", steps=8, seed=3, count=2, on_step=lambda done, total: steps_seen.append((done, total))
+    )
+    assert len(result.images) == 2 and all(i.size == (64, 64) for i in result.images)
+    assert result.steps_shown[-1] == 8 and len(result.strip) == len(result.steps_shown) == 6
+    assert steps_seen[-1] == (8, 8) and len(steps_seen) == 8
+    assert result.strip_label == "predicted clean image"
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(prompt="x" * 1001), "1000 characters"),
+        (dict(prompt="a", steps=0), "Steps must be from 1 to 100"),
+        (dict(prompt="a", guidance_scale=20.5), "Guidance scale must be from 0.0 to 20.0"),
+        (dict(prompt="a", count=5), "from 1 to 4"),
+    ],
+)
+def test_generate_refuses_values_outside_the_limits(tiny_pipeline, arguments, message):
+    with pytest.raises(ValueError, match=message):
+        t2i.generate(tiny_pipeline, **arguments)
+
+
+def test_png_metadata_keeps_the_generation_parameters(tmp_path):
+    parameters = {"prompt": "a red circle", "seed": 7, "steps": 20}
+    path = t2i.png_with_parameters(Image.new("RGB", (64, 64)), tmp_path / "a.png", parameters)
+    text = Image.open(path).text
+    assert json.loads(text["parameters"]) == parameters and text["seed"] == "7"
+
+
+def tiny_stable_diffusion(folder):
+    """A StableDiffusionPipeline built from configs with random weights: the Hub code path, offline."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for token in [*letters, *(c + "</w>" for c in letters)]:
+        vocab[token] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+        max_position_embeddings=77, projection_dim=32,
+    ))  # fmt: skip
+    vae = AutoencoderKL(
+        block_out_channels=(32, 32), down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=32, sample_size=32,
+    )  # fmt: skip
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32, norm_num_groups=32,
+    )  # fmt: skip
+    pipeline = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        scheduler=DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )  # fmt: skip
+    pipeline.save_pretrained(folder / "pipeline")
+    return folder / "pipeline"
+
+
+def test_a_hub_style_diffusers_pipeline_loads_from_a_folder_and_runs_through_generate(tmp_path):
+    folder = tiny_stable_diffusion(tmp_path)
+    pipeline = t2i.load_text_to_image(str(folder))
+    assert type(pipeline).__name__ == "StableDiffusionPipeline"
+    result = t2i.generate(pipeline, "a red circle", "blue", steps=2, guidance_scale=3.0, seed=1, scheduler_name="Euler")
+    again = t2i.generate(pipeline, "a red circle", "blue", steps=2, guidance_scale=3.0, seed=1, scheduler_name="Euler")
+    assert result.images[0].size == (32, 32)  # 16x16 latents through the VAE's 2x upsampling
+    assert np.array_equal(np.asarray(result.images[0]), np.asarray(again.images[0]))
+    assert result.strip_label == "current latents" and len(result.strip) == 2
+
+
+def test_an_unreachable_hub_model_gives_a_clear_error(monkeypatch):
+    import huggingface_hub
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(ModelSourceError, match="could not be downloaded from the Hugging Face Hub"):
+        t2i.load_text_to_image("stabilityai/sd-turbo")
+    with pytest.raises(ModelSourceError, match="not on this app's list of allowed models"):
+        t2i.load_text_to_image("someone/unknown-model")
