@@ -90,7 +90,10 @@ def llama_cpp_generation() -> dict | None:
     prepared = load_text_generator(BUILTIN_MODEL).prepare_prompt(PROMPT, SamplingSettings(chat=True))
     prompt_ids = json.dumps(prepared.input_ids[0].tolist())
     command = [python, "-c", LLAMA_CPP_SCRIPT, gguf, prompt_ids, str(NEW_TOKENS), str(RUNS)]
-    result = subprocess.run(command, capture_output=True, text=True)
+    try:  # llama.cpp's threads spin-wait, and crawl when other work shares the cores
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return {"error": "it took over 5 minutes; the cores were busy"}
     if result.returncode != 0:
         return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "crashed"}
     report = json.loads(result.stdout.strip().splitlines()[-1])
