@@ -288,7 +288,7 @@ def build() -> None:
                 repetition_penalty = gr.Slider(1, 2, value=1.1, step=0.05, label="repetition_penalty")
                 with gr.Row():
                     seed = gr.Number(value=42, label="seed", step=1, scale=3)
-                    dice = gr.Button("🎲", scale=1, min_width=40)
+                    dice = gr.Button("Random seed", scale=1, min_width=80)
         with gr.Accordion("Look inside: how sure was the model of each token?", open=True):
             highlighted = gr.HighlightedText(
                 label="Generated tokens coloured by the probability the model gave them (click a token)",
