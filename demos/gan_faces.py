@@ -92,12 +92,7 @@ def face_arithmetic(seed, truncation, group_a, group_b, target, strength):
     seed = validation.seed(seed, "Grid seed")
     truncation = _truncation(truncation)
     strength = validation.number_in_range(strength, "Strength", -4.0, 4.0)
-    if not group_a or not group_b:
-        raise gr.Error("Pick at least one face for group A and at least one for group B.")
-    picks_a = [validation.whole_number(i, "Face number", 1, GRID_SIZE) - 1 for i in group_a]
-    picks_b = [validation.whole_number(i, "Face number", 1, GRID_SIZE) - 1 for i in group_b]
-    if set(picks_a) == set(picks_b):
-        raise gr.Error("Groups A and B are the same faces, so their difference is zero: change one.")
+    picks_a, picks_b = validation.feature_groups(group_a, group_b, GRID_SIZE, "face")
     target_index = validation.whole_number(target, "Face to edit", 1, GRID_SIZE) - 1
     strengths = [strength * k / (ARITHMETIC_STEPS - 1) for k in range(ARITHMETIC_STEPS)]
     images = face_pipeline().attribute_edit(

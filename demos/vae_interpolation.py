@@ -232,12 +232,7 @@ def vae_attribute_vector(model, with_feature, without_feature, target, strength)
     """Add strength × (mean μ of examples with a feature − mean μ of those without) to the target example."""
     pipeline = _trained_pipeline(model)
     strength = validation.number_in_range(strength, "Strength", -4.0, 4.0)
-    if not with_feature or not without_feature:
-        raise gr.Error("Pick at least one example WITH the feature and at least one WITHOUT it.")
-    picks_with = [validation.whole_number(i, "Example number", 1, GALLERY_SIZE) - 1 for i in with_feature]
-    picks_without = [validation.whole_number(i, "Example number", 1, GALLERY_SIZE) - 1 for i in without_feature]
-    if set(picks_with) == set(picks_without):
-        raise gr.Error("The two groups are the same examples, so their difference is zero: change one.")
+    picks_with, picks_without = validation.feature_groups(with_feature, without_feature, GALLERY_SIZE, "example")
     target_index = validation.whole_number(target, "Example to edit", 1, GALLERY_SIZE) - 1
     examples = pipeline.example_images()
     strengths = [strength * k / (EDIT_STEPS - 1) for k in range(EDIT_STEPS)]

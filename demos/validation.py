@@ -40,3 +40,14 @@ def seed(value, name: str = "Seed") -> int:
 def random_seed() -> int:
     """For the dice buttons: a fresh seed the user can read, share and reuse."""
     return random.randint(0, 999_999)
+
+
+def feature_groups(with_feature, without_feature, size: int, noun: str) -> tuple[list[int], list[int]]:
+    """Zero-based picks for an attribute vector (numbers "1".."size"): both groups set, not identical."""
+    if not with_feature or not without_feature:
+        raise gr.Error(f"Pick at least one {noun} WITH the feature and at least one WITHOUT it.")
+    picks_with = [whole_number(i, f"{noun.capitalize()} number", 1, size) - 1 for i in with_feature]
+    picks_without = [whole_number(i, f"{noun.capitalize()} number", 1, size) - 1 for i in without_feature]
+    if set(picks_with) == set(picks_without):
+        raise gr.Error(f"The two groups are the same {noun}s, so their difference is zero: change one.")
+    return picks_with, picks_without

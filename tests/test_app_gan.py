@@ -87,7 +87,7 @@ def test_interpolate_faces_refuses_bad_input_with_the_limit(client, arguments, m
 
 
 def test_face_arithmetic_refuses_empty_or_identical_groups(client):
-    with pytest.raises(Exception, match="at least one face for group A"):
+    with pytest.raises(Exception, match="at least one face WITH the feature"):
         client.predict(seed=7, truncation=1.5, group_a=[], group_b=["1"], target="2", strength=1.0,
                        api_name="/face_arithmetic")  # fmt: skip
     with pytest.raises(Exception, match="same faces"):
