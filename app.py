@@ -13,19 +13,17 @@ TAB_MODULES = [text_to_image, gan_faces, vae_interpolation, text_generation]
 
 INTRO = """
 # GenAI Playground
-Point, click and **see** how generative models work. Every tab runs a real model with real weights
-and lets you look inside it while it works. **Text → Image**: a diffusion model trained here turns a prompt
-about coloured shapes into a picture, step by step from pure noise. **GAN Faces**: a generator turns random noise into faces;
-walk between two faces and add "feature vectors" to a face. **VAE Interpolation**: an encoder squeezes an
-image into a few numbers and a decoder draws it back; morph one face or digit into another, map the space
-and decode any point. **Text Generation**: a real language model writes token by token and shows how
-sure it was of each word, beside an n-gram model counted from any text you paste. Same seed and settings give the same result
-on every machine, so a whole room can follow along.
+Point, click and **see** how generative models work. Each tab runs a real model with real weights and
+lets you look inside it while it works: watch **diffusion** turn noise into a picture, sample and blend
+**GAN** faces, walk a **VAE**'s latent space, and see how sure a **language model** was of every token,
+beside an n-gram model counted from any text. The same seed and settings give the same result on every
+machine, so a whole room can follow along.
 """
 
 
 def build_app() -> gr.Blocks:
-    with gr.Blocks(title="GenAI Playground", analytics_enabled=False) as app:
+    # delete_cache: every hour, drop Gradio's cached output files older than an hour.
+    with gr.Blocks(title="GenAI Playground", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown(INTRO)
         with gr.Tabs():
             for module in TAB_MODULES:
