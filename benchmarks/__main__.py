@@ -1,4 +1,8 @@
-"""Run every benchmark section and write BENCHMARKS.md (machine and date included)."""
+"""Run the benchmark sections and write BENCHMARKS.md (machine and date noted in each section).
+
+`python -m benchmarks` runs them all; `python -m benchmarks benchmarks.bench_gan` re-measures one section
+and keeps the others as they were.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,25 @@ import datetime
 import importlib
 import os
 import platform
+import re
 import sys
 from pathlib import Path
 
 import torch
 
 # Each module has `run() -> str`, returning a Markdown section measured on this machine.
-SECTIONS = ["benchmarks.bench_app", "benchmarks.bench_gan", "benchmarks.bench_text", "benchmarks.bench_vae", "benchmarks.bench_text_to_image"]
+SECTIONS = [
+    "benchmarks.bench_app",
+    "benchmarks.bench_text_to_image",
+    "benchmarks.bench_gan",
+    "benchmarks.bench_vae",
+    "benchmarks.bench_text",
+]
 OUTPUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+HEADER = """# Benchmarks
+
+Written by `make bench` (`python -m benchmarks`); each section says when and on what it was measured.
+Figures are medians of several runs unless a row says otherwise. No GPU figures: none was measured."""
 
 
 def machine_description() -> str:
@@ -32,21 +47,28 @@ def machine_description() -> str:
     )
 
 
+def previous_sections() -> dict[str, str]:
+    """Sections already in BENCHMARKS.md, by module name (between `<!-- module -->` markers)."""
+    if not OUTPUT.exists():
+        return {}
+    found = re.findall(r"<!-- (benchmarks\.\w+) -->\n(.*?)\n<!-- end \1 -->", OUTPUT.read_text(), re.S)
+    return dict(found)
+
+
 def main() -> None:
-    only = sys.argv[1:]  # optional: section module names to run, e.g. benchmarks.bench_gan
-    parts = [
-        "# Benchmarks",
-        "",
-        f"Measured by `make bench` on {datetime.date.today().isoformat()}.",
-        f"Machine: {machine_description()}.",
-        "Figures are medians of several runs unless a row says otherwise.",
-    ]
-    for name in SECTIONS:
-        if only and name not in only:
-            continue
+    chosen = sys.argv[1:] or SECTIONS
+    unknown = set(chosen) - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+    sections = previous_sections()
+    for name in chosen:
         print(f"running {name} ...", flush=True)
-        parts += ["", importlib.import_module(name).run().strip()]
-    OUTPUT.write_text("\n".join(parts) + "\n")
+        stamp = f"*Measured {datetime.date.today().isoformat()} on {machine_description()}.*"
+        section = importlib.import_module(name).run().strip()
+        title, _, body = section.partition("\n")
+        sections[name] = f"{title}\n\n{stamp}\n{body}"
+        written = [f"<!-- {n} -->\n{sections[n]}\n<!-- end {n} -->" for n in SECTIONS if n in sections]
+        OUTPUT.write_text("\n\n".join([HEADER, *written]) + "\n")  # after each, so a crash keeps the rest
     print(OUTPUT.read_text())
 
 
