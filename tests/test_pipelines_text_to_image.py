@@ -25,7 +25,7 @@ def tiny_pipeline():
 
 def test_a_few_training_steps_on_a_tiny_model_reduce_the_loss():
     unet, scheduler = t2i.new_pipeline(TINY, seed=1).unet.train(), t2i.training_scheduler()
-    clean, captions = batch_tensors(random.Random(0), 8, caption_dropout=0.0)
+    clean, captions = batch_tensors(random.Random(0), 4, caption_dropout=0.0)
 
     def fixed_loss() -> float:  # same images, noise and timesteps before and after
         with torch.no_grad():
@@ -34,7 +34,7 @@ def test_a_few_training_steps_on_a_tiny_model_reduce_the_loss():
     before = fixed_loss()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=2e-3)
     generator = torch.Generator().manual_seed(0)
-    for _ in range(25):
+    for _ in range(15):
         loss = diffusion_loss(unet, scheduler, clean, captions, generator)
         optimizer.zero_grad()
         loss.backward()

@@ -132,7 +132,7 @@ def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
         f"- Seed {training['seed']}, {training['steps']} steps of batch {training['batch_size']} "
         f"({training['images_seen']:,} images), AdamW lr {training['lr']} with {training['warmup_steps']} "
         f"warm-up steps, {training['minutes']} minutes on {training['device']} "
-        f"({training['threads']} torch thread(s)); final training loss (mean of the last 100 steps) "
+        f"({training['threads']} torch thread(s): the run was resumed with another count where two are listed); final training loss (mean of the last 100 steps) "
         f"{training['final_loss']}.",
         f"- Reproduce: `python -m training.train_text_to_image --seed {training['seed']} --max-steps "
         f"{training['steps']} --minutes 0`.",
@@ -202,6 +202,7 @@ def main() -> None:
     rng = random.Random(args.seed)  # the images and captions
     generator = torch.Generator().manual_seed(args.seed)  # the noise and timesteps
     step, losses, trained_seconds = 0, [], 0.0
+    threads_used = [args.threads]  # float sums differ with the thread count: recorded for bitwise reruns
     state_path = Path(args.state)
     if args.resume:
         state = torch.load(state_path, weights_only=False)
@@ -212,6 +213,7 @@ def main() -> None:
         rng.setstate(state["rng"])
         generator.set_state(state["generator"])
         step, losses, trained_seconds = state["step"], state["losses"], state["trained_seconds"]
+        threads_used = state.get("threads_used", [1]) + [args.threads]
         print(f"resumed at step {step}")
 
     parameters = sum(p.numel() for p in unet.parameters())
@@ -222,7 +224,7 @@ def main() -> None:
             "seed": args.seed, "steps": step, "batch_size": args.batch_size, "images_seen": step * args.batch_size,
             "lr": args.lr, "warmup_steps": args.warmup_steps, "ema_decay": args.ema_decay,
             "caption_dropout": args.caption_dropout, "channels": list(channels),
-            "parameters_millions": round(parameters / 1e6, 2), "threads": args.threads,
+            "parameters_millions": round(parameters / 1e6, 2), "threads": "/".join(map(str, sorted(set(threads_used)))),
             "minutes": round(trained_seconds / 60, 1), "device": "CPU",
             "final_loss": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 4),
             "megabytes": round(folder_megabytes(out), 1) if out.exists() else None,
@@ -235,7 +237,7 @@ def main() -> None:
         torch.save(
             {"unet": unet.state_dict(), "ema_unet": ema_unet.state_dict(), "optimizer": optimizer.state_dict(),
              "warmup": warmup.state_dict(), "rng": rng.getstate(), "generator": generator.get_state(),
-             "step": step, "losses": losses, "trained_seconds": trained_seconds},
+             "step": step, "losses": losses, "trained_seconds": trained_seconds, "threads_used": threads_used},
             state_path,
         )  # fmt: skip
         print(f"checkpoint: step {step} -> {out}", flush=True)
