@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from playwright.sync_api import expect
+
 from tests.conftest import SCREENSHOT_DIR
 
 
@@ -22,4 +24,4 @@ def test_generating_in_the_browser_shows_images_and_the_look_inside_strip(page):
 def test_an_example_prompt_fills_the_prompt_box(page):
     page.get_by_role("tab", name="Text → Image").click()
     page.get_by_text("blue square, top right, white background").first.click()
-    assert page.locator("#t2i-prompt textarea").input_value() == "blue square, top right, white background"
+    expect(page.locator("#t2i-prompt textarea")).to_have_value("blue square, top right, white background", timeout=10_000)
