@@ -5,12 +5,22 @@ from __future__ import annotations
 from tests.conftest import SCREENSHOT_DIR
 
 
+def wait_until_every_image_has_loaded(page, selector: str) -> None:
+    """The gallery's <img> tags appear before their pictures arrive; a blank tile is a failure."""
+    page.wait_for_function(
+        f"() => [...document.querySelectorAll('{selector} img')]"
+        ".every(image => image.complete && image.naturalWidth > 0)",
+        timeout=60_000,
+    )
+
+
 def test_sampling_faces_in_the_browser_shows_a_gallery(page):
     page.get_by_role("tab", name="GAN Faces").click()
     page.get_by_role("button", name="Sample faces").click()
     gallery = page.locator("#gan-sample-gallery")
     gallery.locator("img").first.wait_for(timeout=60_000)
     assert gallery.locator("img").count() >= 16
+    wait_until_every_image_has_loaded(page, "#gan-sample-gallery")
     page.screenshot(path=SCREENSHOT_DIR / "gan-faces-sample.png", full_page=True)
 
 
@@ -21,4 +31,5 @@ def test_interpolating_in_the_browser_shows_frames(page):
     frames = page.locator("#gan-interpolation-gallery")
     frames.locator("img").first.wait_for(timeout=60_000)
     assert frames.locator("img").count() >= 12
+    wait_until_every_image_has_loaded(page, "#gan-interpolation-gallery")
     page.screenshot(path=SCREENSHOT_DIR / "gan-faces-interpolate.png", full_page=True)
