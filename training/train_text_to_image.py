@@ -205,7 +205,7 @@ def main() -> None:
     threads_used = [args.threads]  # float sums differ with the thread count: recorded for bitwise reruns
     state_path = Path(args.state)
     if args.resume:
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=True)  # plain tensors, numbers and tuples
         unet.load_state_dict(state["unet"])
         ema_unet.load_state_dict(state["ema_unet"])
         optimizer.load_state_dict(state["optimizer"])
