@@ -117,9 +117,10 @@ def _fetch_pack(pack: OfflinePack) -> None:
 
 
 def hub_allow_list() -> tuple[str, ...]:
+    """The default Hub ids plus the host's, each once (a repeated id would show twice in a dropdown)."""
     extra = os.environ.get("GENAI_PLAYGROUND_ALLOWED_MODELS", "")
-    added = tuple(name.strip() for name in extra.split(",") if name.strip())
-    return DEFAULT_HUB_ALLOW_LIST + tuple(n for n in added if n not in DEFAULT_HUB_ALLOW_LIST)
+    added = (name.strip() for name in extra.split(",") if name.strip())
+    return tuple(dict.fromkeys((*DEFAULT_HUB_ALLOW_LIST, *added)))
 
 
 def hub_snapshot(repo_id: str, allow_patterns: list[str] | None = None) -> Path:
