@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,6 +219,14 @@ def _pipeline_class_name(folder: Path) -> str:
     return json.loads(index.read_text())["_class_name"]
 
 
+SAFETY_CHECKER_SWITCH = "GENAI_PLAYGROUND_DISABLE_SAFETY_CHECKER"
+
+
+def safety_checker_disabled() -> bool:
+    """True where the host set GENAI_PLAYGROUND_DISABLE_SAFETY_CHECKER=1: for private use only."""
+    return os.environ.get(SAFETY_CHECKER_SWITCH, "").strip().lower() in ("1", "true", "yes")
+
+
 @functools.cache
 def load_text_to_image(source: str = LOCAL_MODEL) -> DiffusionPipeline:
     """The local model (`weights/text-to-image`), a pipeline folder, or an allow-listed Hub id; cached."""
@@ -226,7 +235,9 @@ def load_text_to_image(source: str = LOCAL_MODEL) -> DiffusionPipeline:
     if _pipeline_class_name(folder) == ShapesDiffusionPipeline.__name__:
         pipeline = ShapesDiffusionPipeline.from_pretrained(folder, dtype=choice.dtype)
     else:  # a Hub pipeline (e.g. StableDiffusionPipeline for sd-turbo): diffusers picks the class
-        pipeline = DiffusionPipeline.from_pretrained(folder, dtype=choice.dtype)
+        # Its safety checker stays on (a public host); only the documented switch drops it, unloaded.
+        without_checker = {"safety_checker": None} if safety_checker_disabled() else {}
+        pipeline = DiffusionPipeline.from_pretrained(folder, dtype=choice.dtype, **without_checker)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(choice.device)
 

@@ -307,3 +307,51 @@ def test_no_secrets_in_tracked_files_or_history():
     )  # fmt: skip
     assert history.returncode == 0, history.stderr
     assert not history.stdout.strip(), f"commits that added or removed a secret: {history.stdout.split()}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Safety checker of Hub Stable Diffusion pipelines
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline_with_safety_checker(tmp_path_factory) -> Path:
+    """The tiny offline StableDiffusionPipeline of the text-to-image tests, saved with a (random) safety checker."""
+    from diffusers import StableDiffusionPipeline
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    from tests.test_pipelines_text_to_image import tiny_stable_diffusion
+
+    folder = tmp_path_factory.mktemp("sd-with-checker")
+    layers = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2)
+    checker = StableDiffusionSafetyChecker(CLIPConfig(
+        text_config=dict(**layers, vocab_size=99), vision_config=dict(**layers, image_size=32, patch_size=4),
+        projection_dim=32,
+    ))  # fmt: skip
+    pipeline = StableDiffusionPipeline.from_pretrained(
+        tiny_stable_diffusion(folder), safety_checker=checker,
+        feature_extractor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size=32), requires_safety_checker=True,
+    )  # fmt: skip
+    pipeline.save_pretrained(folder / "with-checker")
+    return folder / "with-checker"
+
+
+def test_a_hub_pipeline_keeps_its_safety_checker_by_default(tiny_pipeline_with_safety_checker, monkeypatch):
+    from pipelines import text_to_image as t2i
+
+    monkeypatch.delenv(t2i.SAFETY_CHECKER_SWITCH, raising=False)
+    pipeline = t2i.load_text_to_image.__wrapped__(str(tiny_pipeline_with_safety_checker))  # uncached
+    assert type(pipeline.safety_checker).__name__ == "StableDiffusionSafetyChecker"
+    result = t2i.generate(pipeline, "a red circle", steps=2, seed=1)  # the checker runs on every image
+    assert len(result.images) == 1 and result.images[0].size == (32, 32)
+
+
+@pytest.mark.parametrize("value, disabled", [("1", True), ("true", True), ("0", False), ("", False)])
+def test_the_documented_switch_removes_the_safety_checker(tiny_pipeline_with_safety_checker, monkeypatch, value, disabled):
+    from pipelines import text_to_image as t2i
+
+    monkeypatch.setenv("GENAI_PLAYGROUND_DISABLE_SAFETY_CHECKER", value)
+    pipeline = t2i.load_text_to_image.__wrapped__(str(tiny_pipeline_with_safety_checker))
+    assert (pipeline.safety_checker is None) == disabled
+    if disabled:
+        assert len(t2i.generate(pipeline, "a red circle", steps=2, seed=1).images) == 1
