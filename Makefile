@@ -40,3 +40,8 @@ train-vae-digits: setup
 train-text-to-image: setup
 	$(PY) -m training.train_text_to_image --seed 0
 .PHONY: train-text-to-image
+
+# Pinned requirements against security/advisories.json, PyPI's vulnerability data and pip-audit where reachable.
+.PHONY: audit
+audit: setup
+	$(PY) -m tools.audit_requirements
