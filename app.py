@@ -5,8 +5,15 @@ from __future__ import annotations
 import os
 
 import gradio as gr
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
-from demos import gan_faces, text_generation, text_to_image, vae_interpolation
+from demos import faults, gan_faces, text_generation, text_to_image, validation, vae_interpolation
+from pipelines.health import check_health
+
+# Requests waiting beyond this many are refused at once, and the page says "This application is currently
+# busy. Please try again." (API clients get HTTP 503 / gradio_client's QueueError).
+QUEUE_SIZE = int(os.environ.get("GENAI_PLAYGROUND_QUEUE_SIZE", "64"))
 
 # Tab order follows the product card; each module builds its own tab.
 TAB_MODULES = [text_to_image, gan_faces, vae_interpolation, text_generation]
@@ -29,8 +36,15 @@ def build_app() -> gr.Blocks:
             for module in TAB_MODULES:
                 with gr.Tab(module.TAB_TITLE, id=module.TAB_ID):
                     module.build()
-    app.queue(default_concurrency_limit=2, max_size=64)
+    app.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE)
+    faults.guard_events(app)  # a switched-off model, out of memory, a time limit: clear messages in every tab
     return app
+
+
+def healthz() -> JSONResponse:
+    """200 when every loaded model runs a tiny inference; 503 naming any that failed (answer cached 5 s)."""
+    report = check_health()
+    return JSONResponse(report.as_json(), status_code=200 if report.healthy else 503)
 
 
 demo = build_app()
@@ -39,4 +53,6 @@ if __name__ == "__main__":
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        max_file_size=f"{validation.MAX_UPLOAD_MB}mb",
+        app_kwargs={"routes": [APIRoute("/healthz", healthz, methods=["GET", "HEAD"])]},
     )

@@ -6,7 +6,8 @@ import gradio as gr
 
 from demos import validation
 from demos.outputs import output_path
-from pipelines.gan import MAX_FACES, MAX_FRAMES, TRUNCATION_RANGE, face_pipeline
+from pipelines.gan import MAX_FACES, MAX_FRAMES, TRUNCATION_RANGE
+from pipelines.health import GAN_FACES, load_model
 from pipelines.imaging import image_grid, save_gif, upscale
 
 TAB_TITLE = "GAN Faces"
@@ -40,6 +41,11 @@ SLERP_NOTE = (
     "Frames follow a **spherical** path (slerp): random Gaussian vectors all lie near a sphere, and a straight "
     "line between two of them dips through its near-empty middle, which gives faded faces."
 )
+
+
+def face_pipeline():
+    """The DCGAN, loaded on first use; switched off with a clear message if its weights fail to load."""
+    return load_model(GAN_FACES)
 
 
 def _seed_box(value: int, label: str, **layout) -> gr.Number:

@@ -8,6 +8,7 @@ import gradio as gr
 
 from demos import validation
 from pipelines.ngram import END_OF_TEXT, MAX_ORDER, MIN_ORDER, NgramModel, join_words, split_words
+from pipelines.health import TEXT_LM, load_model
 from pipelines.sample_texts import SAMPLE_TEXTS
 from pipelines.text_generation import (
     BUILTIN_MODEL,
@@ -96,6 +97,8 @@ def _text_generator(model: str) -> TextGenerator:
             else f"Loading {model}: it is downloaded from the Hugging Face Hub on first use."
         )
     try:
+        if model == BUILTIN_MODEL:  # loaded once; switched off with a clear message if its weights fail
+            return load_model(TEXT_LM)
         return load_text_generator(model)
     except ModelSourceError as error:
         raise gr.Error(str(error)) from error

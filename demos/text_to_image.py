@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import gradio as gr
 
 from demos import validation
+from pipelines.health import TEXT_TO_IMAGE, load_model
 from pipelines.imaging import upscale
 from pipelines.text_to_image import (
     DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, DEFAULT_STEPS, GUIDANCE_RANGE, LOCAL_MODEL, MAX_IMAGES,
@@ -22,6 +24,9 @@ TAB_ID = "text-to-image"
 HUB_TEXT_TO_IMAGE = ("stabilityai/sd-turbo",)  # diffusers pipelines this tab offers where the Hub is reachable
 DISPLAY_SIZE = 256  # the local model draws 64x64; shown 4x larger
 STRIP_SIZE = 112
+# A generation still running after this many seconds stops with a message, so one user cannot hold
+# the model for minutes. Hosts may change it.
+IMAGE_SECONDS = float(os.environ.get("GENAI_PLAYGROUND_IMAGE_SECONDS", "60"))
 
 EXAMPLES = [
     ["a large red circle in the center on a black background", 42],
@@ -88,13 +93,14 @@ def text_to_image(
 
     progress(0, desc="Loading the model")
     try:
-        pipeline = load_text_to_image(model)
+        pipeline = load_model(TEXT_TO_IMAGE) if model == LOCAL_MODEL else load_text_to_image(model)
     except ModelSourceError as error:
         raise gr.Error(str(error)) from None
     started = time.perf_counter()
     result = generate(
         pipeline, prompt, negative_prompt, steps, guidance_scale, seed, scheduler, count,
         on_step=lambda done, total: progress((done, total), desc="Denoising", unit="steps"),
+        max_seconds=IMAGE_SECONDS,
     )  # fmt: skip
     seconds = time.perf_counter() - started
 

@@ -10,6 +10,7 @@ import gradio as gr
 from PIL import Image, ImageOps
 
 from demos import validation
+from pipelines.health import VAE_DIGITS, VAE_FACES, load_model
 from pipelines.imaging import save_gif, upscale
 from pipelines.vae import MAX_FRAMES, MAX_SAMPLES, TrainedVAEPipeline, VAEPipeline, load_vae, pixel_upscale
 from pipelines.weights import ModelSourceError, hub_allow_list
@@ -17,9 +18,10 @@ from pipelines.weights import ModelSourceError, hub_allow_list
 TAB_TITLE = "VAE Interpolation"
 TAB_ID = "vae-interpolation"
 
-MAX_MEGAPIXELS = 20
+MAX_MEGAPIXELS = validation.MAX_UPLOAD_MEGAPIXELS
 GALLERY_SIZE = 24  # numbered examples to pick from (held-out images the VAE never trained on)
 EDIT_STEPS = 5  # attribute results shown from strength 0 to the chosen strength
+BUILTIN_VAES = {"faces": VAE_FACES, "digits": VAE_DIGITS}
 HUB_VAES = ("stabilityai/sd-vae-ft-mse",)
 MODEL_CHOICES = [
     ("Faces: VAE trained here on DCGAN faces (64×64)", "faces"),
@@ -72,6 +74,8 @@ def _pipeline(model) -> VAEPipeline:
     if model in HUB_VAES and model not in hub_allow_list():
         raise gr.Error(f"{model} is not on this app's allow-list of Hub models.")
     try:
+        if model in BUILTIN_VAES:  # loaded once; switched off with a clear message if its weights fail
+            return load_model(BUILTIN_VAES[model])
         return load_vae(model)
     except ModelSourceError as error:
         raise gr.Error(str(error)) from None
@@ -281,7 +285,8 @@ def build() -> None:
                     gr.Markdown(
                         "Uploaded photos are **centre-cropped to a square and resized** to the model's size "
                         "(64 px for faces, 256 px for the Hub VAE); digits are cropped to the ink and "
-                        "shrunk like the dataset. Up to 20 megapixels."
+                        "shrunk like the dataset. "
+                        f"Up to {validation.MAX_UPLOAD_MB} MB and {MAX_MEGAPIXELS} megapixels."
                     )
                     with gr.Accordion("Draw a digit (digits model)", open=True):
                         sketchpad = gr.Sketchpad(

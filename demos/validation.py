@@ -6,8 +6,14 @@ import math
 import random
 
 import gradio as gr
+from PIL import Image
 
 MAX_SEED = 2**32 - 1
+MAX_UPLOAD_MB = 10  # the server refuses bigger uploads before any handler runs (launch's max_file_size)
+MAX_UPLOAD_MEGAPIXELS = 20
+# PIL warns above this many pixels and refuses twice as many; the VAE tab turns the warning into a refusal,
+# so a small file declaring a huge image (a "decompression bomb") is never decoded.
+Image.MAX_IMAGE_PIXELS = MAX_UPLOAD_MEGAPIXELS * 1_000_000
 
 
 def whole_number(value, name: str, low: int, high: int) -> int:

@@ -14,6 +14,7 @@ import functools
 import inspect
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,8 +278,12 @@ def generate(
     scheduler_name: str = DEFAULT_SCHEDULER,
     count: int = 1,
     on_step: Callable[[int, int], None] | None = None,
+    max_seconds: float | None = None,
 ) -> Generation:
-    """Run any text-to-image pipeline with a per-call seeded generator; same inputs, same images."""
+    """Run any text-to-image pipeline with a per-call seeded generator; same inputs, same images.
+
+    A run still going after `max_seconds` stops at the end of its current step with a TimeoutError.
+    """
     if len(prompt) > MAX_PROMPT_CHARS or len(negative_prompt) > MAX_PROMPT_CHARS:
         raise ValueError(f"Prompts are limited to {MAX_PROMPT_CHARS} characters.")
     if not STEPS_RANGE[0] <= steps <= STEPS_RANGE[1]:
@@ -291,8 +296,15 @@ def generate(
     local = isinstance(runner, ShapesDiffusionPipeline)
     shown = set(strip_steps(steps))
     result = Generation(images=[], strip_label="predicted clean image" if local else "current latents")
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
 
     def step_end(pipe, index, timestep, tensors):
+        # Raising from the step callback ends any diffusers pipeline's loop, ours and the Hub's alike.
+        if deadline is not None and time.monotonic() > deadline and index + 1 < steps:
+            raise TimeoutError(
+                f"Stopped after {index + 1} of {steps} steps: one generation may take at most {max_seconds:g} s "
+                f"on this machine. Use fewer steps or fewer images."
+            )
         if index in shown:
             if local:
                 result.strip.append(pipe.decode_latents_to_images(tensors["pred_original_sample"][:1])[0])
