@@ -12,9 +12,9 @@ import gradio as gr
 from demos import validation
 from pipelines.health import TEXT_TO_IMAGE, load_model
 from pipelines.imaging import upscale
-from pipelines.text_to_image import (
+from pipelines.text_to_image_options import (
     DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, DEFAULT_STEPS, GUIDANCE_RANGE, LOCAL_MODEL, MAX_IMAGES,
-    MAX_PROMPT_CHARS, SCHEDULERS, STEPS_RANGE, generate, load_text_to_image, png_with_parameters,
+    MAX_PROMPT_CHARS, SCHEDULER_NAMES, STEPS_RANGE,
 )  # fmt: skip
 from pipelines.weights import ModelSourceError, hub_allow_list
 
@@ -86,12 +86,15 @@ def text_to_image(
     guidance_scale = validation.number_in_range(guidance_scale, "Guidance scale", *GUIDANCE_RANGE)
     seed = validation.seed(seed)
     count = validation.whole_number(count, "Number of images", 1, MAX_IMAGES)
-    if scheduler not in SCHEDULERS:
-        raise gr.Error(f"Unknown scheduler {scheduler!r}: choose one of {', '.join(SCHEDULERS)}.")
+    if scheduler not in SCHEDULER_NAMES:
+        raise gr.Error(f"Unknown scheduler {scheduler!r}: choose one of {', '.join(SCHEDULER_NAMES)}.")
     if model not in model_choices():
         raise gr.Error(f"Unknown model {model!r}: choose one of {', '.join(model_choices())}.")
 
     progress(0, desc="Loading the model")
+    # Imported on first use: diffusers takes seconds to import, and the page should not wait for it.
+    from pipelines.text_to_image import generate, load_text_to_image, png_with_parameters
+
     try:
         pipeline = load_model(TEXT_TO_IMAGE) if model == LOCAL_MODEL else load_text_to_image(model)
     except ModelSourceError as error:
@@ -153,7 +156,7 @@ def build() -> None:
                 seed = gr.Number(value=42, label="Seed", step=1, scale=3)
                 dice = gr.Button("Random seed", scale=1, min_width=80)
             with gr.Row():
-                scheduler = gr.Dropdown(list(SCHEDULERS), value=DEFAULT_SCHEDULER, label="Scheduler")
+                scheduler = gr.Dropdown(list(SCHEDULER_NAMES), value=DEFAULT_SCHEDULER, label="Scheduler")
                 count = gr.Slider(1, MAX_IMAGES, value=1, step=1, label="Number of images")
             model = gr.Dropdown(
                 model_choices(), value=LOCAL_MODEL, label="Model (Hub models need internet and a GPU)"

@@ -16,18 +16,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    MaxTimeCriteria,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    StoppingCriteria,
-    StoppingCriteriaList,
-    TextIteratorStreamer,
-)
 
 from pipelines.device import DeviceChoice, select_device
 from pipelines.weights import (
@@ -39,6 +30,11 @@ from pipelines.weights import (
     pack_file,
     resolve_model_folder,
 )
+
+# transformers is imported where a model is loaded or run, not here: importing it takes seconds, and the
+# app's page must come up before any model is needed.
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, TextIteratorStreamer
 
 BUILTIN_MODEL = "SmolLM2-135M-Instruct (built in)"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -66,6 +62,8 @@ def builtin_model_folder() -> Path:
     folder = CACHE_DIR / "models" / f"smollm2-135m-instruct-{SMOLLM2_PACK.version}"
     if (folder / "config.json").exists():
         return folder
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     gguf_path = pack_file(SMOLLM2_PACK, SMOLLM2_GGUF)
     folder.parent.mkdir(parents=True, exist_ok=True)
     # Written to a temporary folder and renamed, so no process ever sees half a model.
@@ -120,6 +118,8 @@ def text_generator_is_loaded(source: str = BUILTIN_MODEL) -> bool:
 
 @functools.cache
 def _load_text_generator(source: str, choice: DeviceChoice) -> TextGenerator:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     folder = model_folder(source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -201,8 +201,12 @@ class TokenChoice:
     alternatives: list[tuple[str, float]]  # (token text, probability), most likely first
 
 
-class _StopOnEvent(StoppingCriteria):
-    """Ends generation at the next token once the event is set (Stop button, closed page)."""
+class _StopOnEvent:
+    """Ends generation at the next token once the event is set (Stop button, closed page).
+
+    transformers calls each stopping criterion as `criterion(input_ids, scores)`, so a plain class does;
+    subclassing its `StoppingCriteria` would import transformers when the app starts.
+    """
 
     def __init__(self, event: threading.Event):
         self.event = event
@@ -267,6 +271,8 @@ class TextGenerator:
         Generation runs in a thread; closing this iterator (or setting `stop_event`) ends it at
         the next token, so a Stop button or a closed page frees the model promptly.
         """
+        from transformers import TextIteratorStreamer
+
         settings.validate()
         if not prompt.strip():
             raise ValueError("The prompt is empty.")
@@ -329,6 +335,8 @@ class TextGenerator:
         stop_event: threading.Event,
         outcome: dict[str, object],
     ) -> None:
+        from transformers import MaxTimeCriteria, StoppingCriteriaList
+
         try:
             with self._generation_lock:
                 if stop_event.is_set():  # the user gave up while waiting for the model

@@ -32,20 +32,16 @@ from PIL.PngImagePlugin import PngInfo
 
 from pipelines.device import select_device
 from pipelines.imaging import tensor_to_pil
+from pipelines.text_to_image_options import (  # the tab's choices and limits, importable without diffusers
+    DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, DEFAULT_STEPS, GUIDANCE_RANGE, LOCAL_MODEL, MAX_IMAGES, MAX_PROMPT_CHARS,
+    STEPS_RANGE,
+)  # fmt: skip
 from pipelines.weights import MINILM_PACK, ModelSourceError, pack_file, repo_weights, resolve_model_folder
 
-LOCAL_MODEL = "shapes-world (trained here)"
 WEIGHTS_NAME = "text-to-image"
 PATCH = 4  # 64x64x3 pixels <-> 16x16x48 patches
 IMAGE_SIZE = 64
 MAX_TOKENS = 32  # captions are short; longer prompts are cut here
-MAX_PROMPT_CHARS = 1000
-STEPS_RANGE = (1, 100)
-GUIDANCE_RANGE = (0.0, 20.0)
-MAX_IMAGES = 4
-DEFAULT_STEPS = 20
-DEFAULT_GUIDANCE = 4.0
-DEFAULT_SCHEDULER = "DPM-Solver++"
 
 SCHEDULERS = {
     "DDPM": DDPMScheduler,
