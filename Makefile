@@ -45,3 +45,15 @@ train-text-to-image: setup
 .PHONY: audit
 audit: setup
 	$(PY) -m tools.audit_requirements
+
+# Load test: 40 concurrent gradio_client users x 2 requests against a freshly launched app, then 1,000 cheap
+# requests to watch memory; writes its section of BENCHMARKS.md. Options: python -m benchmarks.loadtest --help
+loadtest: setup
+	$(PY) -m benchmarks benchmarks.loadtest
+.PHONY: loadtest
+
+# The README's desktop and phone screenshots, taken by the whole-app browser test.
+screenshots: setup
+	$(PY) -m pytest tests/test_browser_app.py -q
+	cp artifacts/screenshots/app-desktop-*.png artifacts/screenshots/app-phone-*.png docs/screenshots/
+.PHONY: screenshots
