@@ -23,6 +23,7 @@ SECTIONS = [
     "benchmarks.bench_gan",
     "benchmarks.bench_vae",
     "benchmarks.bench_text",
+    "benchmarks.bench_faults",
     "benchmarks.loadtest",
 ]
 OUTPUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"

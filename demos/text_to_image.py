@@ -183,4 +183,7 @@ def build() -> None:
         [prompt, negative_prompt, steps, guidance_scale, seed, scheduler, count, model],
         [gallery, strip, downloads, note],
         api_name="text_to_image",
+        # One generation at a time: on 2 CPU cores two at once gave the same throughput (0.80 against 0.76
+        # images/s, BENCHMARKS.md), and each request took about twice as long.
+        concurrency_limit=1, concurrency_id="text-to-image",
     )

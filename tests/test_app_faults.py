@@ -1,0 +1,212 @@
+"""Faults: a model with corrupt weights, out of memory, an image past its time budget, a full queue.
+
+Most tests talk to a second `python app.py` started here with faults built in: the GAN reads a corrupt copy
+of its weights file, the queue holds 1 waiting request and an image may take 0.2 s. The out-of-memory tests
+run the real handlers in-process with a pipeline method patched to raise once.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+
+import gradio as gr
+import pytest
+import torch
+
+from pipelines import health
+from pipelines.weights import GAN_FACES_PACK, pack_file
+from tests.conftest import REPO_ROOT, free_port, wait_for_http
+
+IMAGE_SECONDS = 0.2
+QUEUE_SIZE = 1
+
+# `python -c` this, with the corrupt file as argument: app.py, but the GAN finds the corrupt file as its weights.
+FAULTY_APP = textwrap.dedent(
+    """
+    import runpy, sys
+    from pathlib import Path
+    import pipelines.gan
+    corrupt = Path(sys.argv[1])
+    pipelines.gan.pack_file = lambda pack, relative_path: corrupt
+    sys.argv = ["app.py"]
+    runpy.run_path("app.py", run_name="__main__")
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def faulty_app_url(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("faulty")
+    weights = pack_file(GAN_FACES_PACK, "weights.tar").read_bytes()
+    corrupt = folder / "weights.tar"
+    corrupt.write_bytes(weights[: len(weights) // 3])  # a download cut short
+    port = free_port()
+    env = dict(
+        os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
+        GENAI_PLAYGROUND_QUEUE_SIZE=str(QUEUE_SIZE), GENAI_PLAYGROUND_IMAGE_SECONDS=str(IMAGE_SECONDS),
+        PYTHONUNBUFFERED="1",
+    )  # fmt: skip
+    log_path = folder / "app.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", FAULTY_APP, str(corrupt)], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for_http(url, process, timeout=600)  # slow when the CPU is shared
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        if process.returncode not in (0, -15, None):
+            print(log_path.read_text()[-5000:])
+
+
+@pytest.fixture(scope="module")
+def faulty_client(faulty_app_url):
+    from gradio_client import Client
+
+    return Client(faulty_app_url, verbose=False)
+
+
+def get_json(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def one_quick_image(client):
+    """One step never meets the time budget (the check runs between steps)."""
+    return client.predict("a red circle", "", 1, 0.0, 3, "DDIM", 1, api_name="/text_to_image")
+
+
+def test_corrupt_weights_switch_off_that_model_by_name_and_the_other_tabs_work(faulty_client):
+    with pytest.raises(Exception, match=r"GAN faces \(DCGAN\) is switched off: its weights could not be loaded"):
+        faulty_client.predict(42, 4, 1.5, api_name="/sample_faces")
+    with pytest.raises(Exception, match=r"GAN faces \(DCGAN\) is switched off"):  # every GAN event says it
+        faulty_client.predict(1, 2, 4, 1.5, api_name="/interpolate_faces")
+
+    text, _, _ = faulty_client.predict("the sea is blue and the sky is blue", 2, "the", 5, 0, api_name="/ngram_generate")
+    assert text.split()
+    assert len(faulty_client.predict("digits", 0, 2, api_name="/vae_sample_prior")) == 2
+    images, _, _, _ = one_quick_image(faulty_client)
+    assert len(images) == 1
+
+
+def test_healthz_answers_503_naming_the_model_that_failed_to_load(faulty_app_url, faulty_client):
+    with pytest.raises(Exception, match="switched off"):
+        faulty_client.predict(7, 1, 1.0, api_name="/sample_faces")
+    deadline = time.monotonic() + 60  # an earlier answer may be cached for a few seconds
+    while True:
+        status, answer = get_json(faulty_app_url + "healthz")
+        if status == 503 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert status == 503
+    assert answer["status"] == "unhealthy"
+    assert answer["failing"] == [health.GAN_FACES]
+    assert "switched off" in answer["models"][health.GAN_FACES]["detail"]
+    assert all(
+        model["state"] in ("ok", "not loaded") for name, model in answer["models"].items() if name != health.GAN_FACES
+    )
+
+
+def test_an_image_past_its_time_budget_stops_with_a_message_naming_the_budget(faulty_client):
+    with pytest.raises(Exception, match=rf"Stopped after \d+ of 100 steps: one generation may take at most {IMAGE_SECONDS:g} s"):
+        faulty_client.predict("a blue square", "", 100, 4.0, 1, "DDPM", 4, api_name="/text_to_image")
+    images, _, _, _ = one_quick_image(faulty_client)  # the model is free again
+    assert len(images) == 1
+
+
+def test_a_full_queue_answers_busy_and_the_app_recovers(faulty_client):
+    """Text generation runs one at a time: one runs, one waits (the queue's size), the rest are refused."""
+    jobs = [
+        faulty_client.submit("Count from one to twenty in words.", 48, 0.0, api_name="/generate_text") for _ in range(6)
+    ]
+    outcomes = []
+    for job in jobs:
+        try:
+            job.result(timeout=600)
+            outcomes.append("served")
+        except Exception as error:
+            outcomes.append(str(error))
+    assert any("Queue is full! Please try again." in outcome for outcome in outcomes), outcomes
+    assert "served" in outcomes
+    assert set(outcomes) <= {"served", "Queue is full! Please try again."}
+    text, _, _ = faulty_client.predict("the sea is calm", 2, "the", 3, 0, api_name="/ngram_generate")
+    assert text.split()
+
+
+# ---------------------------------------------------------------------------------------------
+# Out of memory, in-process
+
+
+def event_handler(api_name: str):
+    """The function the app really runs for an event (wrapped by demos.faults), from the built Blocks."""
+    import app
+
+    return next(function.fn for function in app.demo.fns.values() if function.api_name == api_name)
+
+
+def test_out_of_memory_frees_memory_says_what_to_lower_and_the_next_request_works(monkeypatch):
+    from pipelines.gan import FacePipeline
+
+    real_sample = FacePipeline.sample
+    raised, emptied = [], []
+
+    def sample_out_of_memory_once(self, *args, **kwargs):
+        if not raised:
+            raised.append(True)
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_sample(self, *args, **kwargs)
+
+    monkeypatch.setattr(FacePipeline, "sample", sample_out_of_memory_once)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    sample_faces = event_handler("sample_faces")
+    with pytest.raises(gr.Error, match="ran out of memory.*Lower the size or the number of images, faces"):
+        sample_faces(42, 4, 1.5)
+    assert emptied == [True]
+    gallery, grid_path = sample_faces(42, 4, 1.5)
+    assert len(gallery) == 4
+
+
+def test_out_of_memory_in_the_middle_of_a_stream_is_reported_too(monkeypatch):
+    from demos import faults
+
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+
+    def stream_tokens():
+        yield "Once"
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    guarded = faults.guarded(stream_tokens)
+    assert inspect.isgeneratorfunction(guarded)  # Gradio streams it like the original
+    tokens = guarded()
+    assert next(tokens) == "Once"
+    with pytest.raises(gr.Error, match="ran out of memory"):
+        next(tokens)
+    assert emptied == [True]
+
+
+def test_bugs_are_not_disguised_as_user_errors():
+    from demos import faults
+
+    def broken_handler(value):
+        return 1 / value
+
+    with pytest.raises(ZeroDivisionError):
+        faults.guarded(broken_handler)(0)
