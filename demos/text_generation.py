@@ -246,7 +246,9 @@ def compare_models(
 
     Both outputs are the prompt followed by the model's continuation, so they read side by side.
     """
-    ngram_text, _, _ = ngram_generate(corpus, n, prompt, min(int(max_new_tokens), MAX_WORDS), seed)
+    # Checked before int(): "abc", NaN or None would otherwise crash with no message for the user.
+    max_new_tokens = validation.whole_number(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS)
+    ngram_text, _, _ = ngram_generate(corpus, n, prompt, min(max_new_tokens, MAX_WORDS), seed)
     ngram_full = join_words(split_words(prompt) + split_words(ngram_text))
     yield ngram_full, prompt
     arguments = (max_new_tokens, temperature, top_p, seed, top_k, repetition_penalty, "Completion", model)

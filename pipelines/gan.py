@@ -16,6 +16,7 @@ from torch import nn
 from pipelines.batching import BatchingRunner
 from pipelines.device import DeviceChoice, select_device
 from pipelines.imaging import tensor_to_pil
+from pipelines.limits import checked_number
 from pipelines.weights import GAN_FACES_PACK, ModelSourceError, pack_file
 
 LATENT_DIM = 100
@@ -23,6 +24,7 @@ IMAGE_SIZE = 64
 MAX_SEED = 2**32 - 1
 MAX_FACES = 64
 MAX_FRAMES = 64
+MAX_DATASET_FACES = 1_000_000  # latents drawn at once, e.g. for the face VAE's training set
 TRUNCATION_RANGE = (0.1, 3.0)  # in standard deviations; 3.0 is almost a plain normal
 
 
@@ -75,6 +77,9 @@ def truncated_latents(seed: int, count: int, truncation: float) -> torch.Tensor:
     Rows are drawn one after another from one seeded generator, so face i of a seed is the same
     whatever the count: "seed 42" shows the same first face to everyone.
     """
+    seed = checked_number(seed, "seed", 0, MAX_SEED)
+    count = checked_number(count, "count", 1, MAX_DATASET_FACES)
+    truncation = checked_number(truncation, "truncation", *TRUNCATION_RANGE, whole=False)
     generator = torch.Generator().manual_seed(seed)
     rows = [
         nn.init.trunc_normal_(
@@ -123,12 +128,14 @@ class FacePipeline:
         return tensor_to_pil(self.batcher(latents))
 
     def sample(self, seed: int, count: int = 16, truncation: float = 1.5) -> list[Image.Image]:
+        count = checked_number(count, "count", 1, MAX_FACES)
         return self.generate(truncated_latents(seed, count, truncation))
 
     def interpolate(
         self, seed_a: int, seed_b: int, frames: int = 16, truncation: float = 1.5
     ) -> list[Image.Image]:
         """Frames along the great-circle arc from seed_a's first face to seed_b's first face."""
+        frames = checked_number(frames, "frames", 2, MAX_FRAMES)
         z_a = truncated_latents(seed_a, 1, truncation)[0]
         z_b = truncated_latents(seed_b, 1, truncation)[0]
         return self.generate(slerp(z_a, z_b, torch.linspace(0, 1, frames)))
@@ -148,6 +155,12 @@ class FacePipeline:
         Groups and target are indices into the grid that `sample(seed, grid_size, truncation)` shows.
         """
         latents = truncated_latents(seed, grid_size, truncation)
+        if not group_a or not group_b or not strengths:
+            raise ValueError("attribute_edit needs at least one face in each group and at least one strength.")
+        group_a = [checked_number(i, "face index", 0, grid_size - 1) for i in group_a]
+        group_b = [checked_number(i, "face index", 0, grid_size - 1) for i in group_b]
+        target_index = checked_number(target_index, "target face index", 0, grid_size - 1)
+        strengths = [checked_number(s, "strength", -10.0, 10.0, whole=False) for s in strengths]
         direction = latents[group_a].mean(0) - latents[group_b].mean(0)
         target = latents[target_index]
         edited = torch.stack([target + s * direction for s in strengths])

@@ -11,7 +11,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from pipelines.limits import checked_number, is_whole_number
+
 MIN_ORDER, MAX_ORDER = 1, 5
+MAX_GENERATED_WORDS = 100_000  # one call; the tab allows 500
 END_OF_TEXT = "</s>"  # the tokenizer never produces this, so it cannot collide with a word
 _WORD_PATTERN = re.compile(r"\w+(?:['’-]\w+)*|[^\w\s]")
 _NO_SPACE_BEFORE = set(".,;:!?)]}%…’”")
@@ -56,8 +59,9 @@ class NgramModel:
     @classmethod
     def fit(cls, corpus: str, n: int) -> NgramModel:
         """Count every n-gram (and every shorter one) in the corpus."""
-        if not MIN_ORDER <= n <= MAX_ORDER:
-            raise ValueError(f"n must be between {MIN_ORDER} and {MAX_ORDER}.")
+        if not (is_whole_number(n) and MIN_ORDER <= n <= MAX_ORDER):
+            raise ValueError(f"n must be a whole number between {MIN_ORDER} and {MAX_ORDER}.")
+        n = int(n)
         words = split_words(corpus)
         if not words:
             raise ValueError("The corpus has no words.")
@@ -71,9 +75,9 @@ class NgramModel:
 
     def with_order(self, n: int) -> NgramModel:
         """The n-gram model inside this one: a 5-gram model holds every shorter model's counts."""
-        if not MIN_ORDER <= n <= self.n:
+        if not (is_whole_number(n) and MIN_ORDER <= n <= self.n):
             raise ValueError(f"n must be between {MIN_ORDER} and {self.n}.")
-        return NgramModel(n, self.counts[:n])
+        return NgramModel(int(n), self.counts[: int(n)])
 
     @property
     def distinct_contexts(self) -> int:
@@ -105,7 +109,8 @@ class NgramModel:
 
     def generate(self, prompt: str, max_words: int, seed: int) -> NgramGeneration:
         """Sample up to `max_words` words after the prompt; the same seed gives the same words."""
-        rng = random.Random(seed)
+        max_words = checked_number(max_words, "max_words", 0, MAX_GENERATED_WORDS)
+        rng = random.Random(checked_number(seed, "seed", 0, 2**32 - 1))
         history = split_words(prompt)
         generation = NgramGeneration(words=[], context_lengths=[])
         for _ in range(max_words):

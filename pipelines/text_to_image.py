@@ -32,6 +32,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from pipelines.device import select_device
 from pipelines.imaging import tensor_to_pil
+from pipelines.limits import is_whole_number
 from pipelines.text_to_image_options import (  # the tab's choices and limits, importable without diffusers
     DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, DEFAULT_STEPS, GUIDANCE_RANGE, LOCAL_MODEL, MAX_IMAGES, MAX_PROMPT_CHARS,
     STEPS_RANGE,
@@ -282,12 +283,15 @@ def generate(
     """
     if len(prompt) > MAX_PROMPT_CHARS or len(negative_prompt) > MAX_PROMPT_CHARS:
         raise ValueError(f"Prompts are limited to {MAX_PROMPT_CHARS} characters.")
-    if not STEPS_RANGE[0] <= steps <= STEPS_RANGE[1]:
-        raise ValueError(f"Steps must be from {STEPS_RANGE[0]} to {STEPS_RANGE[1]}.")
+    if not (is_whole_number(steps) and STEPS_RANGE[0] <= steps <= STEPS_RANGE[1]):
+        raise ValueError(f"Steps must be from {STEPS_RANGE[0]} to {STEPS_RANGE[1]}, a whole number.")
     if not GUIDANCE_RANGE[0] <= guidance_scale <= GUIDANCE_RANGE[1]:
         raise ValueError(f"Guidance scale must be from {GUIDANCE_RANGE[0]} to {GUIDANCE_RANGE[1]}.")
-    if not 1 <= count <= MAX_IMAGES:
+    if not (is_whole_number(seed) and 0 <= seed <= 2**32 - 1):
+        raise ValueError(f"Seed must be a whole number from 0 to {2**32 - 1}.")
+    if not (is_whole_number(count) and 1 <= count <= MAX_IMAGES):
         raise ValueError(f"Number of images must be from 1 to {MAX_IMAGES}.")
+    steps, seed, count = int(steps), int(seed), int(count)  # 2.0 steps would reach the scheduler as a float
     runner = with_scheduler(pipeline, scheduler_name)
     local = isinstance(runner, ShapesDiffusionPipeline)
     shown = set(strip_steps(steps))

@@ -22,11 +22,13 @@ from torch import nn
 from pipelines.batching import BatchingRunner
 from pipelines.device import DeviceChoice, select_device
 from pipelines.gan import slerp, truncated_latents
+from pipelines.limits import checked_number
 from pipelines.weights import ModelSourceError, repo_weights, resolve_model_folder
 
 TRAINED_MODELS = {"faces": "vae-faces", "digits": "vae-digits"}
 MAX_FRAMES = 64
 MAX_SAMPLES = 64
+MAX_MAP_COORDINATE = 1000.0  # latent-map points accepted by decode_map_point, in PCA units
 HELD_OUT_DIGITS = 300
 DIGITS_SPLIT_SEED = 0
 # Faces are drawn from the DCGAN: training and held-out sets use different seeds, so they never overlap.
@@ -278,8 +280,7 @@ class VAEPipeline:
         self, image_a: Image.Image, image_b: Image.Image, frames: int = 16, method: str = "slerp"
     ) -> Interpolation:
         """Decode `frames` points on the path between the latent means of two images (ends included)."""
-        if not 2 <= frames <= MAX_FRAMES:
-            raise ValueError(f"frames must be between 2 and {MAX_FRAMES}, got {frames}")
+        frames = checked_number(frames, "frames", 2, MAX_FRAMES)
         z_a, z_b = self.encode_means([image_a, image_b])
         path = interpolate_latents(z_a, z_b, frames, method)
         decoded = self.decode(path)
@@ -354,9 +355,8 @@ class TrainedVAEPipeline(VAEPipeline):
 
     def sample_prior(self, seed: int, count: int = 16) -> list[Image.Image]:
         """Decode z ~ N(0, I): the same seed gives the same images."""
-        if not 1 <= count <= MAX_SAMPLES:
-            raise ValueError(f"count must be between 1 and {MAX_SAMPLES}, got {count}")
-        generator = torch.Generator().manual_seed(seed)
+        count = checked_number(count, "count", 1, MAX_SAMPLES)
+        generator = torch.Generator().manual_seed(checked_number(seed, "seed", 0, 2**32 - 1))
         return self.decode(torch.randn(count, self.latent_dim, generator=generator))
 
     def attribute_edit(
@@ -367,6 +367,7 @@ class TrainedVAEPipeline(VAEPipeline):
         strengths: list[float],
     ) -> list[Image.Image]:
         """Add strength * (mean mu of images with a feature - mean mu of images without) to the target."""
+        strengths = [checked_number(s, "strength", -10.0, 10.0, whole=False) for s in strengths]
         direction = attribute_vector(self.encode_means(with_feature), self.encode_means(without_feature))
         z_target = self.encode_means([target])[0]
         return self.decode(torch.stack([z_target + s * direction for s in strengths]))
@@ -382,6 +383,9 @@ class TrainedVAEPipeline(VAEPipeline):
 
     def decode_map_point(self, x: float, y: float) -> Image.Image:
         """Decode the latent at PCA coordinates (x, y) (on the plane through the mean of the data)."""
+        # Far beyond the data the decoder only saturates; NaN or infinity would decode to garbage.
+        x = checked_number(x, "x", -MAX_MAP_COORDINATE, MAX_MAP_COORDINATE, whole=False)
+        y = checked_number(y, "y", -MAX_MAP_COORDINATE, MAX_MAP_COORDINATE, whole=False)
         latent = self.latent_map.pca.inverse_transform(np.array([[x, y]], dtype=np.float64))
         return self.decode(torch.tensor(latent, dtype=torch.float32))[0]
 
