@@ -1,0 +1,143 @@
+"""The whole app in headless Chromium: every tab used once as a person would, on a desktop and on a phone.
+
+Screenshots (small palette PNGs) go to artifacts/screenshots/app-desktop-*.png and app-phone-*.png;
+`make screenshots` copies them into docs/screenshots/ for the README.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+from PIL import Image
+from playwright.sync_api import Page, expect
+
+from tests.conftest import SCREENSHOT_DIR
+
+PHONE = dict(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, device_scale_factor=1)
+ERROR_TOASTS = "[data-testid='toast-body'].error"
+RESULT_TIMEOUT_MS = 240_000  # a model's first use loads it; on a busy 2-core machine that takes a while
+
+
+def open_tab(page: Page, name: str) -> None:
+    """Click a top-level tab; on a narrow screen Gradio moves tabs that do not fit into a "More tabs" menu."""
+    tab = page.get_by_role("tab", name=name, exact=True)
+    if tab.count() and tab.first.is_visible():
+        tab.first.click()
+    else:
+        page.get_by_role("button", name="More tabs").first.click()
+        page.locator(".overflow-dropdown button", has_text=name).first.click()
+    expect(page.get_by_role("tab", name=name, exact=True).first).to_have_attribute("aria-selected", "true")
+
+
+def wait_for_images(page: Page, selector: str, minimum: int) -> None:
+    """At least `minimum` <img> under `selector`, every one with its picture loaded (no blank tiles)."""
+    page.wait_for_function(
+        "([selector, minimum]) => { const images = [...document.querySelectorAll(selector + ' img')];"
+        " return images.length >= minimum && images.every(i => i.complete && i.naturalWidth > 0); }",
+        arg=[selector, minimum],
+        timeout=RESULT_TIMEOUT_MS,
+    )
+
+
+def press(page: Page, button) -> None:
+    """A person's click: the button must be on screen (scrolled to), visible and not covered."""
+    button.scroll_into_view_if_needed()
+    expect(button).to_be_visible()
+    button.click()  # Playwright refuses to click an element that another element covers
+
+
+def use_text_to_image(page: Page) -> str:
+    open_tab(page, "Text → Image")
+    page.locator("#t2i-prompt textarea").fill("a large blue square at the top on a white background")
+    page.get_by_label("Steps").first.fill("6")
+    press(page, page.get_by_role("button", name="Generate", exact=True))
+    wait_for_images(page, "#t2i-gallery", 1)
+    wait_for_images(page, "#t2i-strip", 2)
+    expect(page.locator("#t2i-note")).to_contain_text("image(s) in")
+    return "#t2i-gallery"
+
+
+def use_gan_faces(page: Page) -> str:
+    open_tab(page, "GAN Faces")
+    press(page, page.get_by_role("button", name="Sample faces"))
+    wait_for_images(page, "#gan-sample-gallery", 16)
+    return "#gan-sample-gallery"
+
+
+def use_vae_interpolation(page: Page) -> str:
+    open_tab(page, "VAE Interpolation")
+    # The page load fills the examples and prefills images A and B; a person waits for them, then clicks.
+    wait_for_images(page, "#vae-examples", 24)
+    page.locator("#vae-image-b img").first.wait_for(timeout=RESULT_TIMEOUT_MS)
+    press(page, page.get_by_role("button", name="Interpolate", exact=True))
+    wait_for_images(page, "#vae-frames", 10)
+    return "#vae-frames"
+
+
+def use_text_generation(page: Page) -> str:
+    open_tab(page, "Text Generation")
+    page.get_by_role("tab", name="n-gram model").click()
+    press(page, page.locator("#ngram-generate"))
+    expect(page.locator("#ngram-info")).to_contain_text("distinct contexts", timeout=RESULT_TIMEOUT_MS)
+    assert page.locator("#ngram-output textarea").input_value().strip()
+
+    page.get_by_role("tab", name="Transformer").click()
+    page.locator("#text-prompt textarea").fill("Name three colours.")
+    page.locator("#text-max-new-tokens").get_by_role("spinbutton").fill("12")
+    press(page, page.locator("#text-generate"))
+    expect(page.locator("#text-status")).to_contain_text("tokens/s", timeout=RESULT_TIMEOUT_MS)
+    assert page.locator("#text-output textarea").input_value().strip()
+    return "#text-output"
+
+
+TABS: list[tuple[str, Callable[[Page], str]]] = [
+    ("text-to-image", use_text_to_image),
+    ("gan-faces", use_gan_faces),
+    ("vae-interpolation", use_vae_interpolation),
+    ("text-generation", use_text_generation),
+]
+
+
+def save_small_screenshot(page: Page, name: str, result_selector: str) -> None:
+    """The viewport with the result in it, as a 256-colour PNG (a fraction of a full-colour one's size)."""
+    page.locator(result_selector).first.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)  # let the scroll and lazy images settle
+    image = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(SCREENSHOT_DIR / name, optimize=True)
+
+
+def assert_no_error_toast(page: Page, tab: str) -> None:
+    toasts = page.locator(ERROR_TOASTS)
+    assert toasts.count() == 0, f"{tab}: error shown: {toasts.first.inner_text()}"
+
+
+def test_every_tab_works_on_a_desktop_screen(page):
+    for name, use in TABS:
+        result = use(page)
+        assert_no_error_toast(page, name)
+        save_small_screenshot(page, f"app-desktop-{name}.png", result)
+
+    # The toast check above can fail: a refused input shows exactly such a toast, naming the limit.
+    open_tab(page, "GAN Faces")
+    page.get_by_label("Seed", exact=True).filter(visible=True).first.fill("1.5")
+    press(page, page.get_by_role("button", name="Sample faces"))
+    expect(page.locator(ERROR_TOASTS).first).to_contain_text("Seed", timeout=30_000)
+
+
+def test_every_tab_is_usable_on_a_phone(browser, app_url):
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(**PHONE)
+    try:
+        page = context.new_page()
+        page.goto(app_url)
+        page.wait_for_selector("text=GenAI Playground", timeout=60_000)
+        for name, use in TABS:
+            result = use(page)
+            assert_no_error_toast(page, name)
+            # Nothing wider than the screen: a phone user should never scroll sideways to reach a control.
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 1, f"{name}: the page is {overflow} px wider than the phone's screen"
+            save_small_screenshot(page, f"app-phone-{name}.png", result)
+    finally:
+        context.close()
