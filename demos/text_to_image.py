@@ -48,18 +48,20 @@ HOW_IT_WORKS = """
   a *scheduler* decides how big each step is (DDPM: many small random steps; DDIM, DPM-Solver++ and
   Euler: fewer, larger ones).
 - **The prompt.** A real pretrained text encoder (all-MiniLM-L6-v2) turns the prompt into one vector per
-  token; the UNet reads them through *cross-attention*.
+  token, which the UNet reads through *cross-attention*, and one vector for the whole sentence, which is
+  added to the step's embedding so every layer knows what was asked.
 - **Guidance.** Each step runs the UNet twice, with the prompt and with an empty (or negative) prompt, and
   pushes the result away from the empty one: prediction = uncond + *scale* × (cond − uncond). Higher scale:
   closer to the prompt, less variety. 0 or 1 switches guidance off. An empty prompt gives an
   *unconditional* sample.
 - **Look inside.** The strip shows, at a few steps, the model's current guess of the finished image
   (for a noise-predicting model, x₀ = (x_t − √(1−ᾱ_t)·noise) / √ᾱ_t): noise becomes a picture.
-- **This model.** A 6 M-parameter UNet trained in an hour on this project's CPU, on an unlimited world of
+- **This model.** A 7 M-parameter UNet trained in an hour on this project's CPU, on an unlimited world of
   coloured circles, squares and triangles with varied captions. Some colour+shape pairs (e.g. *red
   triangle*) were never shown in training: try them to see whether it composes words it learned apart.
-  It works on 64×64 pixels cut into 4×4 patches (no latent autoencoder). Hub pipelines such as
-  sd-turbo work in the latent space of a VAE instead (the strip then shows the current latents decoded).
+  It works on 64×64 pixels cut into 8×8 patches (no latent autoencoder), and is told where each patch is so
+  that "on the left" can mean something. Hub pipelines such as sd-turbo work in the latent space of a VAE
+  instead (the strip then shows the current latents decoded).
 """
 
 

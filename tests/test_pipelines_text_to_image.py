@@ -13,7 +13,7 @@ from PIL import Image
 from pipelines import text_to_image as t2i
 from pipelines.imaging import pixel_difference
 from pipelines.weights import ModelSourceError
-from training.train_text_to_image import batch_tensors, diffusion_loss
+from training.train_text_to_image import CachedTextEncoder, batch_tensors, diffusion_loss
 
 TINY = (32, 32, 32)
 
@@ -25,21 +25,55 @@ def tiny_pipeline():
 
 def test_a_few_training_steps_on_a_tiny_model_reduce_the_loss():
     unet, scheduler = t2i.new_pipeline(TINY, seed=1).unet.train(), t2i.training_scheduler()
-    clean, captions = batch_tensors(random.Random(0), 4, caption_dropout=0.0)
+    clean, captions, weights = batch_tensors(random.Random(0), 4, caption_dropout=0.0, patch=t2i.PATCH, object_weight=4.0)
+    text = CachedTextEncoder()(captions)
 
     def fixed_loss() -> float:  # same images, noise and timesteps before and after
         with torch.no_grad():
-            return diffusion_loss(unet, scheduler, clean, captions, torch.Generator().manual_seed(9)).item()
+            return diffusion_loss(unet, scheduler, clean, text, torch.Generator().manual_seed(9), weights).item()
 
     before = fixed_loss()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=2e-3)
     generator = torch.Generator().manual_seed(0)
     for _ in range(15):
-        loss = diffusion_loss(unet, scheduler, clean, captions, generator)
+        loss = diffusion_loss(unet, scheduler, clean, text, generator, weights)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     assert fixed_loss() < 0.8 * before
+
+
+def test_training_batches_weight_the_shapes_pixels_and_keep_patches_exact():
+    clean, captions, weights = batch_tensors(random.Random(3), 6, caption_dropout=0.0, patch=8, object_weight=4.0)
+    assert clean.shape == weights.shape == (6, 192, 8, 8) and len(captions) == 6
+    assert set(weights.unique().tolist()) == {1.0, 4.0}
+    share = (weights > 1).float().mean(dim=(1, 2, 3))
+    assert torch.all(share > 0.01) and torch.all(share < 0.3)  # every image has a shape, smaller than the background
+    pixels = t2i.patches_to_images(clean)
+    assert pixels.shape == (6, 3, 64, 64) and torch.equal(t2i.images_to_patches(pixels, 8), clean)
+
+
+def test_coordinate_channels_tell_the_unet_where_each_position_is():
+    patches = torch.zeros(2, 192, 8, 8)
+    with_xy = t2i.with_coordinates(patches)
+    assert with_xy.shape == (2, 194, 8, 8) and torch.equal(with_xy[:, :192], patches)
+    x, y = with_xy[0, 192], with_xy[0, 193]
+    assert x[0, 0] == -1 and x[0, -1] == 1 and torch.all(x[:, 0] == -1)  # x grows to the right
+    assert y[0, 0] == -1 and y[-1, 0] == 1 and torch.all(y[0, :] == -1)  # y grows downwards
+
+
+def test_cached_text_encoder_matches_the_encoder_and_pads_with_a_mask():
+    captions = ["a red circle on the left", "a large blue square in the top right corner on a white background", ""]
+    cached = CachedTextEncoder()
+    first, again = cached(captions), cached(list(reversed(captions)))
+    direct = t2i.encode_text(captions, torch.device("cpu"), torch.float32)
+    assert first.tokens.shape == direct.tokens.shape and torch.equal(first.mask, direct.mask)
+    real = direct.mask.bool()
+    assert torch.allclose(first.tokens[real], direct.tokens[real], atol=1e-2)  # stored as float16
+    assert torch.all(first.tokens[~real] == 0)
+    assert torch.allclose(first.pooled, direct.pooled, atol=1e-3)
+    assert torch.allclose(first.pooled.norm(dim=-1), torch.ones(3), atol=1e-3)
+    assert torch.equal(again.pooled, first.pooled.flip(0)) and len(cached.cache) == 3
 
 
 def test_generation_is_deterministic_per_seed(tiny_pipeline):
