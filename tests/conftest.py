@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -38,22 +42,20 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 600.0) -
     raise TimeoutError(f"app did not answer at {url} within {timeout} s")
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory) -> str:
-    """Launch `python app.py` on a free loopback port for the whole test session."""
+@contextmanager
+def launched_app(command: list[str], log_path: Path, **extra_env: str) -> Iterator[str]:
+    """Run an app command (e.g. `python app.py`) on a free loopback port; yield its URL, stop it afterwards."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("app") / "app.log"
     env = dict(
         os.environ,
         GRADIO_SERVER_NAME="127.0.0.1",
         GRADIO_SERVER_PORT=str(port),
         GRADIO_ANALYTICS_ENABLED="False",
         PYTHONUNBUFFERED="1",
+        **extra_env,
     )
     with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "app.py"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_for_http(url, process)
@@ -66,6 +68,22 @@ def app_url(tmp_path_factory) -> str:
             process.kill()
         if process.returncode not in (0, -15, None):
             print(log_path.read_text()[-5000:])
+
+
+def get_json(url: str) -> tuple[int, dict]:
+    """(HTTP status, JSON body), for error statuses too."""
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory) -> str:
+    """Launch `python app.py` on a free loopback port for the whole test session."""
+    with launched_app([sys.executable, "app.py"], tmp_path_factory.mktemp("app") / "app.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -8,14 +8,9 @@ run the real handlers in-process with a pipeline method patched to raise once.
 from __future__ import annotations
 
 import inspect
-import json
-import os
-import subprocess
 import sys
 import textwrap
 import time
-import urllib.error
-import urllib.request
 
 import gradio as gr
 import pytest
@@ -23,7 +18,7 @@ import torch
 
 from pipelines import health
 from pipelines.weights import GAN_FACES_PACK, pack_file
-from tests.conftest import REPO_ROOT, free_port, wait_for_http
+from tests.conftest import get_json, launched_app
 
 IMAGE_SECONDS = 0.2
 QUEUE_SIZE = 1
@@ -48,29 +43,10 @@ def faulty_app_url(tmp_path_factory):
     weights = pack_file(GAN_FACES_PACK, "weights.tar").read_bytes()
     corrupt = folder / "weights.tar"
     corrupt.write_bytes(weights[: len(weights) // 3])  # a download cut short
-    port = free_port()
-    env = dict(
-        os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
-        GENAI_PLAYGROUND_QUEUE_SIZE=str(QUEUE_SIZE), GENAI_PLAYGROUND_IMAGE_SECONDS=str(IMAGE_SECONDS),
-        PYTHONUNBUFFERED="1",
-    )  # fmt: skip
-    log_path = folder / "app.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-c", FAULTY_APP, str(corrupt)], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_for_http(url, process, timeout=600)  # slow when the CPU is shared
+    command = [sys.executable, "-c", FAULTY_APP, str(corrupt)]
+    settings = dict(GENAI_PLAYGROUND_QUEUE_SIZE=str(QUEUE_SIZE), GENAI_PLAYGROUND_IMAGE_SECONDS=str(IMAGE_SECONDS))
+    with launched_app(command, folder / "app.log", **settings) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        if process.returncode not in (0, -15, None):
-            print(log_path.read_text()[-5000:])
 
 
 @pytest.fixture(scope="module")
@@ -78,14 +54,6 @@ def faulty_client(faulty_app_url):
     from gradio_client import Client
 
     return Client(faulty_app_url, verbose=False)
-
-
-def get_json(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def one_quick_image(client):

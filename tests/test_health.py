@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from types import SimpleNamespace
 
 import pytest
@@ -15,6 +12,7 @@ from pipelines import health
 from pipelines.device import select_device
 from pipelines.gan import DCGANGenerator
 from pipelines.weights import ModelSourceError
+from tests.conftest import get_json
 
 
 @pytest.fixture
@@ -102,14 +100,6 @@ def test_the_gan_probe_catches_a_generator_that_outputs_nan():
 def test_the_ngram_probe_runs_without_loading_anything():
     result = health._probe(health._builtin_models()[health.NGRAM])
     assert result.state == "ok"
-
-
-def get_json(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def test_healthz_lists_every_model_and_probes_a_loaded_one(app_url, client):
