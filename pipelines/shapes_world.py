@@ -45,16 +45,18 @@ JITTER = 2  # pixels a shape may move from its cell's centre
 HELD_OUT_PAIRS = frozenset({("red", "triangle"), ("green", "square"), ("blue", "circle"), ("white", "triangle")})
 
 # How a place is said: several wordings each, some kept for evaluation only.
+# Synonyms (upper/lower, centre/middle, "to the left") are part of the training vocabulary, as in real
+# captions; the evaluation-only wordings below are still whole phrases and templates never used in training.
 PLACE_PHRASES: dict[str, tuple[str, ...]] = {
-    "top left": ("in the top left corner", "at the top left"),
-    "top": ("at the top", "near the top"),
-    "top right": ("in the top right corner", "at the top right"),
-    "left": ("on the left", "at the left side"),
-    "center": ("in the center", "in the middle"),
-    "right": ("on the right", "at the right side"),
-    "bottom left": ("in the bottom left corner", "at the bottom left"),
-    "bottom": ("at the bottom", "near the bottom"),
-    "bottom right": ("in the bottom right corner", "at the bottom right"),
+    "top left": ("in the top left corner", "at the top left", "in the upper left corner"),
+    "top": ("at the top", "near the top", "in the upper part"),
+    "top right": ("in the top right corner", "at the top right", "in the upper right corner"),
+    "left": ("on the left", "at the left side", "to the left"),
+    "center": ("in the center", "in the middle", "in the centre"),
+    "right": ("on the right", "at the right side", "to the right"),
+    "bottom left": ("in the bottom left corner", "at the bottom left", "in the lower left corner"),
+    "bottom": ("at the bottom", "near the bottom", "in the lower part"),
+    "bottom right": ("in the bottom right corner", "at the bottom right", "in the lower right corner"),
 }
 EVAL_ONLY_PLACE_PHRASES: dict[str, str] = {
     "top left": "up in the upper left", "top": "up high in the upper middle",
@@ -205,8 +207,10 @@ def _caption(scene: Scene, rng: random.Random, unseen_phrasing: bool) -> str:
     )
 
 
-def training_batch(rng: random.Random, batch_size: int) -> tuple[np.ndarray, list[str]]:
+def training_batch(
+    rng: random.Random, batch_size: int, two_object_share: float = 0.25
+) -> tuple[np.ndarray, list[str]]:
     """(batch_size, 64, 64, 3) uint8 images and their captions; never a held-out pair."""
-    scenes = [random_scene(rng, training=True) for _ in range(batch_size)]
+    scenes = [random_scene(rng, training=True, two_object_share=two_object_share) for _ in range(batch_size)]
     images = np.stack([np.asarray(render_scene(s)) for s in scenes])
     return images, [caption_scene(s, rng) for s in scenes]

@@ -29,6 +29,12 @@ parser.add_argument("--channels", default="64,96,128", help="UNet block widths a
 parser.add_argument("--patch", type=int, default=8, help="pixels per patch side: the UNet sees (64/patch)² positions")
 parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
 parser.add_argument("--object-weight", type=float, default=4.0, help="loss weight of the shapes' pixels (background: 1)")
+parser.add_argument("--two-object-share", type=float, default=0.15, help="share of two-shape training scenes")
+parser.add_argument(
+    "--high-noise-share", type=float, default=0.5,
+    help="share of timesteps drawn from the noisiest part of the schedule (the rest uniform over all of it)",
+)  # fmt: skip
+parser.add_argument("--high-noise-from", type=int, default=700, help="where that noisiest part starts (of 1,000)")
 parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
 parser.add_argument("--eval-prompts", type=int, default=200)
 parser.add_argument("--eval-steps", type=int, default=20)
@@ -58,10 +64,13 @@ from pipelines.weights import MINILM_PACK, WEIGHTS_DIR  # noqa: E402
 CPU = torch.device("cpu")
 
 
-def batch_tensors(rng: random.Random, batch_size: int, caption_dropout: float, patch: int, object_weight: float = 1.0):
+def batch_tensors(
+    rng: random.Random, batch_size: int, caption_dropout: float, patch: int, object_weight: float = 1.0,
+    two_object_share: float = 0.25,
+):  # fmt: skip
     """Fresh training images as patches (B, 3·patch², 64/patch, 64/patch) in [-1, 1], their captions (some
     emptied), and per-value loss weights: `object_weight` on the shapes' pixels, 1 on the background."""
-    images, captions = training_batch(rng, batch_size)
+    images, captions = training_batch(rng, batch_size, two_object_share)
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     captions = ["" if rng.random() < caption_dropout else c for c in captions]
     # The background is the plain colour that fills most of the border; the shapes are what differs from it.
@@ -104,13 +113,31 @@ def caption_statistics(text_encoder: CachedTextEncoder, seed: int, count: int = 
     return {"mean": pooled.mean(0).tolist(), "std": pooled.std(0).clamp_min(1e-4).tolist()}
 
 
+def sample_timesteps(
+    count: int, total: int, generator: torch.Generator, high_noise_share: float = 0.0, high_noise_from: int = 0
+) -> torch.Tensor:
+    """Training timesteps: uniform over the schedule, except that a share is drawn from its noisiest part.
+
+    Where the image is mostly noise the model must read the prompt to lay out colour, shape and place;
+    near the clean end it only tidies edges. Measured here: the same UNet trained only on timesteps 900-999
+    put 94-100 % of objects in the asked place (training wordings) after 400 steps, while the model trained on
+    uniform timesteps for 2,085 steps placed 25 %."""
+    uniform = torch.randint(0, total, (count,), generator=generator)
+    noisy = torch.randint(high_noise_from, total, (count,), generator=generator)
+    choose_noisy = torch.rand(count, generator=generator) < high_noise_share
+    return torch.where(choose_noisy, noisy, uniform)
+
+
 def diffusion_loss(
-    unet, scheduler, clean, text: EncodedText, generator: torch.Generator, weights: torch.Tensor | None = None
+    unet, scheduler, clean, text: EncodedText, generator: torch.Generator, weights: torch.Tensor | None = None,
+    high_noise_share: float = 0.0, high_noise_from: int = 0,
 ) -> torch.Tensor:
     """The simple diffusion loss: noise the images at random timesteps, MSE against the scheduler's target
     (the clean images for a "sample" model, the added noise for an "epsilon" one), optionally weighted."""
     noise = torch.randn(clean.shape, generator=generator)
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (clean.shape[0],), generator=generator)
+    timesteps = sample_timesteps(
+        clean.shape[0], scheduler.config.num_train_timesteps, generator, high_noise_share, high_noise_from
+    )
     noisy = scheduler.add_noise(clean, noise, timesteps)
     predicted = unet(unet_input(unet, noisy), timesteps, **conditioning(unet, text)).sample
     target = clean if scheduler.config.prediction_type == "sample" else noise
@@ -137,12 +164,27 @@ def folder_megabytes(folder: Path) -> float:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
 
 
+def threads_note(threads: str) -> str:
+    if "/" in threads:
+        return f"{threads} torch threads: the run was resumed with another thread count"
+    return f"{threads} torch thread{'s' if threads != '1' else ''}"
+
+
+def timestep_note(training: dict) -> str:
+    share = training.get("high_noise_share", 0.0)
+    if not share:
+        return "timesteps uniform over the schedule"
+    return (f"{round(100 * share)}% of timesteps drawn from {training['high_noise_from']}-999, the noisiest part "
+            "of the schedule, where the prompt decides the layout; the rest uniform")  # fmt: skip
+
+
 def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
     def row(name: str, figures: dict) -> str:
         return (f"| {name} | {figures['prompts']} | {figures['colour']} | {figures['shape']} | "
                 f"{figures['place']} | {figures['all_three']} |")  # fmt: skip
 
     held = ", ".join(f"{c} {s}" for c, s in sorted(HELD_OUT_PAIRS))
+    one_share = round(100 * (1 - training.get("two_object_share", 0.25)))
     lines = [
         "# shapes-world text-to-image diffusion model",
         "",
@@ -177,19 +219,29 @@ def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
         "batch 16) reached only colour 50 %, shape 28.5 %, place 14.5 %. A second (8×8 patches, pooled "
         "embedding, cached caption embeddings: 2,302 steps of batch 64 in the hour) reached colour 79.5 % but "
         "shape 26 % and place 12.5 %, no better than chance; its predictions for \"left\" and \"right\" were identical: "
-        "hence the standardised sentence embedding, the coordinate channels and the weighted loss.",
+        "hence the standardised sentence embedding, the coordinate channels and the weighted loss. A third "
+        "(those, 2,085 steps, uniform timesteps) reached colour 84.5 %, shape 23.5 %, place 25 %; its guess of "
+        "the clean image from pure noise put only 25 % of objects in the asked place, while the same UNet "
+        "trained on timesteps 900-999 alone put 94-100 % there (training wordings) after 400 steps: most "
+        "uniform timesteps are nearly clean images, where the prompt hardly matters. Hence the share of "
+        "timesteps drawn from the noisiest part of the schedule. The same run added place synonyms to the "
+        "training wordings (\"upper left\", \"lower part\", \"to the right\", \"centre\"): the evaluation-only "
+        "wordings (\"up in the upper left\", \"over to the left\", \"right in the centre\", ...) are still "
+        "phrases and templates never seen in training, but they share those words.",
         "",
         "## Data",
-        "Procedural and unlimited (`pipelines/shapes_world.py`): one shape (75%) or two small shapes (25%) "
-        "in 8 colours, 3 shapes, 2 sizes and 9 places on a plain background of another palette colour, "
-        "captioned in varied wordings. **Held-out colour+shape pairs, never drawn in training:** "
-        f"{held}.",
+        f"Procedural and unlimited (`pipelines/shapes_world.py`): one shape ({one_share}%) or two small "
+        f"shapes ({100 - one_share}%) in 8 colours, 3 shapes, 2 sizes and 9 places on a plain background of "
+        "another palette colour, captioned in varied wordings (places also with synonyms: \"upper left\", "
+        "\"lower part\", \"to the right\", \"centre\"). **Held-out colour+shape pairs, never drawn in "
+        f"training:** {held}.",
         "",
         "## Training",
         f"- Seed {training['seed']}, {training['steps']} steps of batch {training['batch_size']} "
         f"({training['images_seen']:,} images), AdamW lr {training['lr']} with {training['warmup_steps']} "
         f"warm-up steps, {training['minutes']} minutes on {training['device']} "
-        f"({training['threads']} torch thread(s): the run was resumed with another count where two are listed); final training loss (mean of the last 100 steps) "
+        f"({timestep_note(training)}) "
+        f"({threads_note(training['threads'])}); final training loss (mean of the last 100 steps) "
         f"{training['final_loss']}.",
         f"- Reproduce: `python -m training.train_text_to_image --seed {training['seed']} --max-steps "
         f"{training['steps']} --minutes 0`.",
@@ -220,7 +272,9 @@ def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
         "",
         "## Limits",
         "It knows only this world: flat shapes, the 8 palette colours, 9 places. Other prompts give a "
-        "shapes-world image anyway. Two-object prompts are harder than one-object ones and are not measured.",
+        "shapes-world image anyway. Two-object prompts are harder than one-object ones and are not measured. "
+        "Shape is the weak point: objects come out as soft blobs, so squares and triangles are often read as "
+        "circles, and held-out colour+shape pairs fare worst.",
     ]
     (out / "README.md").write_text("\n".join(lines) + "\n")
     (out / "training.json").write_text(json.dumps({"training": training, "adherence": adherence}, indent=2) + "\n")
@@ -285,7 +339,8 @@ def main() -> None:
             "seed": args.seed, "steps": step, "batch_size": args.batch_size, "images_seen": step * args.batch_size,
             "lr": args.lr, "warmup_steps": args.warmup_steps, "ema_decay": args.ema_decay,
             "caption_dropout": args.caption_dropout, "channels": list(channels), "patch": args.patch,
-            "object_weight": args.object_weight,
+            "object_weight": args.object_weight, "two_object_share": args.two_object_share,
+            "high_noise_share": args.high_noise_share, "high_noise_from": args.high_noise_from,
             "parameters_millions": round(parameters / 1e6, 2), "threads": "/".join(map(str, sorted(set(threads_used)))),
             "minutes": round(trained_seconds / 60, 1), "device": "CPU",
             "final_loss": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 4),
@@ -314,9 +369,13 @@ def main() -> None:
         if not args.max_steps and trained_seconds >= budget:
             break
         started = time.perf_counter()
-        clean, captions, weights = batch_tensors(rng, args.batch_size, args.caption_dropout, args.patch, args.object_weight)
+        clean, captions, weights = batch_tensors(
+            rng, args.batch_size, args.caption_dropout, args.patch, args.object_weight, args.two_object_share
+        )
         text = text_encoder(captions).standardized(statistics)
-        loss = diffusion_loss(unet, scheduler, clean, text, generator, weights)
+        loss = diffusion_loss(
+            unet, scheduler, clean, text, generator, weights, args.high_noise_share, args.high_noise_from
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
