@@ -119,8 +119,8 @@ def build() -> None:
                     with gr.Row():
                         seed = _seed_box(42, "Seed", scale=3)
                         dice = gr.Button("Random seed", scale=1, min_width=80)
-                    count = gr.Slider(1, MAX_FACES, value=16, step=1, label="Number of faces")
-                    truncation = gr.Slider(
+                    count = validation.CheckedSlider(1, MAX_FACES, value=16, step=1, label="Number of faces")
+                    truncation = validation.CheckedSlider(
                         *TRUNCATION_RANGE, value=DEFAULT_TRUNCATION, step=0.05,
                         label="Truncation (lower = more typical faces, higher = more variety)",
                     )  # fmt: skip
@@ -148,8 +148,8 @@ def build() -> None:
                 with gr.Column(scale=1, min_width=260):
                     seed_a = _seed_box(42, "Seed A")
                     seed_b = _seed_box(7, "Seed B")
-                    frames = gr.Slider(2, MAX_FRAMES, value=12, step=1, label="Frames")
-                    walk_truncation = gr.Slider(
+                    frames = validation.CheckedSlider(2, MAX_FRAMES, value=12, step=1, label="Frames")
+                    walk_truncation = validation.CheckedSlider(
                         *TRUNCATION_RANGE, value=DEFAULT_TRUNCATION, step=0.05, label="Truncation"
                     )
                     interpolate_button = gr.Button("Interpolate", variant="primary")
@@ -179,14 +179,14 @@ def build() -> None:
             with gr.Row():
                 with gr.Column(scale=1, min_width=260):
                     grid_seed = _seed_box(7, "Grid seed")
-                    grid_truncation = gr.Slider(
+                    grid_truncation = validation.CheckedSlider(
                         *TRUNCATION_RANGE, value=DEFAULT_TRUNCATION, step=0.05, label="Truncation"
                     )
                     grid_button = gr.Button("Show 16 faces")
-                    group_a = gr.CheckboxGroup(numbers, label="Group A: faces WITH the feature")
-                    group_b = gr.CheckboxGroup(numbers, label="Group B: faces WITHOUT it")
+                    group_a = validation.CheckedCheckboxGroup(numbers, label="Group A: faces WITH the feature")
+                    group_b = validation.CheckedCheckboxGroup(numbers, label="Group B: faces WITHOUT it")
                     target = gr.Dropdown(numbers, value="1", label="Face to edit")
-                    strength = gr.Slider(-4, 4, value=2.0, step=0.1, label="Strength")
+                    strength = validation.CheckedSlider(-4, 4, value=2.0, step=0.1, label="Strength")
                     arithmetic_button = gr.Button("Add A − B to the face", variant="primary")
                 with gr.Column(scale=3):
                     grid = gr.Gallery(label="Pick from these", columns=8, height="auto", format="png")

@@ -286,11 +286,11 @@ def build() -> None:
                 model = gr.Dropdown(text_model_choices(), value=BUILTIN_MODEL, label="Model")
                 mode = gr.Radio(["Chat", "Completion"], value="Chat", label="Mode", elem_id="text-mode",
                                 info="Chat wraps the prompt in the model's chat template; Completion continues it as is.")  # fmt: skip
-                max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=128, step=1, label="max_new_tokens", elem_id="text-max-new-tokens")
-                temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="temperature (0 = greedy)")
-                top_k = gr.Slider(0, 200, value=50, step=1, label="top_k (0 = off)")
-                top_p = gr.Slider(0.01, 1, value=0.95, step=0.01, label="top_p")
-                repetition_penalty = gr.Slider(1, 2, value=1.1, step=0.05, label="repetition_penalty")
+                max_new_tokens = validation.CheckedSlider(1, MAX_NEW_TOKENS, value=128, step=1, label="max_new_tokens", elem_id="text-max-new-tokens")
+                temperature = validation.CheckedSlider(0, 2, value=0.7, step=0.05, label="temperature (0 = greedy)")
+                top_k = validation.CheckedSlider(0, 200, value=50, step=1, label="top_k (0 = off)")
+                top_p = validation.CheckedSlider(0.01, 1, value=0.95, step=0.01, label="top_p")
+                repetition_penalty = validation.CheckedSlider(1, 2, value=1.1, step=0.05, label="repetition_penalty")
                 with gr.Row():
                     seed = gr.Number(value=42, label="seed", step=1, scale=3)
                     dice = gr.Button("Random seed", scale=1, min_width=80)
@@ -301,7 +301,7 @@ def build() -> None:
                 show_legend=True, combine_adjacent=False, show_inline_category=False, elem_id="text-look-inside",
             )  # fmt: skip
             with gr.Row():
-                position = gr.Slider(
+                position = validation.CheckedSlider(
                     1, 2, value=1, step=1, label="Token position", scale=1, interactive=False, elem_id="text-position"
                 )
                 alternatives = gr.Dataframe(
@@ -316,9 +316,9 @@ def build() -> None:
                 sample = gr.Dropdown([*SAMPLE_TEXTS, OWN_TEXT], value="The sea", label="Sample text", elem_id="ngram-sample")
                 corpus = gr.Textbox(label="Corpus (up to 1 MB)", lines=8, value=SAMPLE_TEXTS["The sea"])
             with gr.Column(scale=1):
-                n = gr.Slider(MIN_ORDER, MAX_ORDER, value=2, step=1, label="n (words of context + 1)")
+                n = validation.CheckedSlider(MIN_ORDER, MAX_ORDER, value=2, step=1, label="n (words of context + 1)")
                 ngram_prompt = gr.Textbox(label="Prompt", value="The sea")
-                max_words = gr.Slider(1, MAX_WORDS, value=60, step=1, label="max_words")
+                max_words = validation.CheckedSlider(1, MAX_WORDS, value=60, step=1, label="max_words")
                 ngram_seed = gr.Number(value=42, label="seed", step=1)
                 ngram_button = gr.Button("Generate", variant="primary", elem_id="ngram-generate")
         ngram_output = gr.Textbox(label="n-gram continuation", lines=4, interactive=False, elem_id="ngram-output")

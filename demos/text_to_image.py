@@ -149,8 +149,8 @@ def build() -> None:
             )  # fmt: skip
             negative_prompt = gr.Textbox(label="Negative prompt (what to steer away from)", lines=1)
             with gr.Row():
-                steps = gr.Slider(*STEPS_RANGE, value=DEFAULT_STEPS, step=1, label="Steps")
-                guidance_scale = gr.Slider(
+                steps = validation.CheckedSlider(*STEPS_RANGE, value=DEFAULT_STEPS, step=1, label="Steps")
+                guidance_scale = validation.CheckedSlider(
                     *GUIDANCE_RANGE, value=DEFAULT_GUIDANCE, step=0.5, label="Guidance scale"
                 )
             with gr.Row():
@@ -159,7 +159,7 @@ def build() -> None:
                 dice = gr.Button("Random seed", scale=1, min_width=80)
             with gr.Row():
                 scheduler = gr.Dropdown(list(SCHEDULER_NAMES), value=DEFAULT_SCHEDULER, label="Scheduler")
-                count = gr.Slider(1, MAX_IMAGES, value=1, step=1, label="Number of images")
+                count = validation.CheckedSlider(1, MAX_IMAGES, value=1, step=1, label="Number of images")
             model = gr.Dropdown(
                 model_choices(), value=LOCAL_MODEL, label="Model (Hub models need internet and a GPU)"
             )

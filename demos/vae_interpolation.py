@@ -298,7 +298,7 @@ def build() -> None:
                         with gr.Row():
                             drawing_to_a = gr.Button("Use drawing as A", size="sm")
                             drawing_to_b = gr.Button("Use drawing as B", size="sm")
-                    frames = gr.Slider(2, MAX_FRAMES, value=10, step=1, label="Frames")
+                    frames = validation.CheckedSlider(2, MAX_FRAMES, value=10, step=1, label="Frames")
                     method = gr.Radio(
                         METHODS, value="slerp",
                         label="Path: slerp (arc, keeps the code's length) or lerp (straight line)",
@@ -331,8 +331,8 @@ def build() -> None:
                         elem_id="vae-latent-map", height=500,
                     )  # fmt: skip
                 with gr.Column(scale=2):
-                    map_x = gr.Slider(-10, 10, value=0.0, step=0.01, label="PCA component 1")
-                    map_y = gr.Slider(-10, 10, value=0.0, step=0.01, label="PCA component 2")
+                    map_x = validation.CheckedSlider(-10, 10, value=0.0, step=0.01, label="PCA component 1")
+                    map_y = validation.CheckedSlider(-10, 10, value=0.0, step=0.01, label="PCA component 2")
                     map_button = gr.Button("Draw the map and decode the point", variant="primary")
                     map_decoded = gr.Image(label="Decoded point", format="png", height=220)
 
@@ -344,10 +344,10 @@ def build() -> None:
             )
             with gr.Row():
                 with gr.Column(scale=1, min_width=280):
-                    with_feature = gr.CheckboxGroup(numbers, label="Examples WITH the feature", elem_id="vae-with")
-                    without_feature = gr.CheckboxGroup(numbers, label="Examples WITHOUT it", elem_id="vae-without")
+                    with_feature = validation.CheckedCheckboxGroup(numbers, label="Examples WITH the feature", elem_id="vae-with")
+                    without_feature = validation.CheckedCheckboxGroup(numbers, label="Examples WITHOUT it", elem_id="vae-without")
                     edit_target = gr.Dropdown(numbers, value="1", label="Example to edit")
-                    strength = gr.Slider(-4, 4, value=2.0, step=0.1, label="Strength")
+                    strength = validation.CheckedSlider(-4, 4, value=2.0, step=0.1, label="Strength")
                     edit_button = gr.Button("Add the feature vector", variant="primary")
                 with gr.Column(scale=3):
                     attribute_examples = gr.Gallery(
@@ -367,7 +367,7 @@ def build() -> None:
             with gr.Row():
                 with gr.Column(scale=1, min_width=260):
                     prior_seed = gr.Number(value=0, label="Seed", step=1)
-                    prior_count = gr.Slider(1, MAX_SAMPLES, value=16, step=1, label="Number of samples")
+                    prior_count = validation.CheckedSlider(1, MAX_SAMPLES, value=16, step=1, label="Number of samples")
                     prior_button = gr.Button("Sample", variant="primary")
                 with gr.Column(scale=3):
                     prior_gallery = gr.Gallery(

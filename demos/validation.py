@@ -57,3 +57,36 @@ def feature_groups(with_feature, without_feature, size: int, noun: str) -> tuple
     if set(picks_with) == set(picks_without):
         raise gr.Error(f"The two groups are the same {noun}s, so their difference is zero: change one.")
     return picks_with, picks_without
+
+
+class CheckedSlider(gr.Slider):
+    """A gr.Slider whose value is checked before Gradio compares it with the range.
+
+    The browser only sends numbers, but an API caller can send anything: gr.Slider fails on None or text
+    with an exception the caller sees only as "the app raised an exception". This one refuses anything but a
+    finite number in range with a message naming the slider and its range. `is_template` keeps gr.Slider's look in the browser and its API schema."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        label = self.label or "This value"
+        if isinstance(payload, bool) or not isinstance(payload, (int, float)) or not math.isfinite(payload):
+            raise gr.Error(f"{label} must be a number from {self.minimum} to {self.maximum} (got {payload!r:.60}).")
+        if not self.minimum <= payload <= self.maximum:
+            raise gr.Error(f"{label} must be from {self.minimum} to {self.maximum} (got {payload!r}).")
+        return super().preprocess(payload)
+
+
+class CheckedCheckboxGroup(gr.CheckboxGroup):
+    """A gr.CheckboxGroup that takes None as nothing ticked and refuses a value that is not a list clearly
+    (gr.CheckboxGroup fails on both with a generic error); the choices themselves are checked by Gradio."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        if payload is None:
+            payload = []
+        if not isinstance(payload, list):
+            choices = ", ".join(str(value) for _, value in self.choices)
+            raise gr.Error(f"{self.label or 'This value'} must be a list of choices from: {choices} (got {payload!r:.60}).")
+        return super().preprocess(payload)

@@ -12,8 +12,9 @@ from PIL import Image
 
 from pipelines import text_to_image as t2i
 from pipelines.imaging import pixel_difference
+from pipelines.shapes_world import random_scene
 from pipelines.weights import ModelSourceError
-from training.train_text_to_image import CachedTextEncoder, batch_tensors, diffusion_loss
+from training.train_text_to_image import CachedTextEncoder, batch_tensors, diffusion_loss, sample_timesteps
 
 TINY = (32, 32, 32)
 
@@ -51,6 +52,25 @@ def test_training_batches_weight_the_shapes_pixels_and_keep_patches_exact():
     assert torch.all(share > 0.01) and torch.all(share < 0.3)  # every image has a shape, smaller than the background
     pixels = t2i.patches_to_images(clean)
     assert pixels.shape == (6, 3, 64, 64) and torch.equal(t2i.images_to_patches(pixels, 8), clean)
+
+
+def test_timesteps_favour_the_noisy_end_by_the_asked_share_and_follow_the_seed():
+    def draw(share: float, seed: int = 0) -> torch.Tensor:
+        return sample_timesteps(20_000, 1000, torch.Generator().manual_seed(seed), share, 700)
+
+    uniform, favoured = draw(0.0), draw(0.5)
+    assert uniform.min() >= 0 and uniform.max() <= 999 and favoured.min() >= 0 and favoured.max() <= 999
+    assert abs((uniform >= 700).float().mean().item() - 0.3) < 0.02
+    assert abs((favoured >= 700).float().mean().item() - (0.5 + 0.5 * 0.3)) < 0.02  # 0.65
+    assert torch.all(draw(1.0) >= 700)
+    assert torch.equal(draw(0.5, seed=4), draw(0.5, seed=4)) and not torch.equal(draw(0.5, seed=4), draw(0.5, seed=5))
+
+
+def test_two_object_share_sets_how_many_training_scenes_have_two_shapes():
+    rng = random.Random(0)
+    counts = [len(random_scene(rng, two_object_share=0.15).objects) for _ in range(4000)]
+    assert abs(counts.count(2) / len(counts) - 0.15) < 0.03
+    assert all(len(random_scene(rng, two_object_share=0.0).objects) == 1 for _ in range(200))
 
 
 def test_coordinate_channels_tell_the_unet_where_each_position_is():

@@ -69,6 +69,31 @@ def test_whole_number_returns_an_int_in_range_or_names_the_limit(value, low, spa
 
 @FEW
 @given(value=anything)
+def test_a_checked_slider_passes_numbers_in_its_range_and_refuses_anything_else_clearly(value):
+    slider = validation.CheckedSlider(1, 64, value=4, step=1, label="Number of faces")
+    try:
+        result = slider.preprocess(value)
+    except gr.Error as error:
+        assert_clear_refusal(error)
+        assert "64" in str(error)
+    else:
+        assert isinstance(result, (int, float)) and 1 <= result <= 64
+
+
+@FEW
+@given(value=st.one_of(anything, st.lists(st.sampled_from(["1", "2", "3", "9"]), max_size=4)))
+def test_a_checked_checkbox_group_passes_lists_of_its_choices_and_refuses_anything_else_clearly(value):
+    group = validation.CheckedCheckboxGroup(["1", "2", "3"], label="Group A")
+    try:
+        result = group.preprocess(value)
+    except gr.Error as error:
+        assert_clear_refusal(error)
+    else:
+        assert isinstance(result, list) and set(result) <= {"1", "2", "3"}
+
+
+@FEW
+@given(value=anything)
 def test_number_in_range_returns_a_finite_number_in_range_or_names_the_limit(value):
     try:
         result = validation.number_in_range(value, "Guidance", 0.0, 20.0)
