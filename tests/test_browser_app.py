@@ -50,7 +50,6 @@ def press(page: Page, button) -> None:
 def use_text_to_image(page: Page) -> str:
     open_tab(page, "Text → Image")
     page.locator("#t2i-prompt textarea").fill("a large blue square at the top on a white background")
-    page.get_by_label("Steps").first.fill("6")
     press(page, page.get_by_role("button", name="Generate", exact=True))
     wait_for_images(page, "#t2i-gallery", 1)
     wait_for_images(page, "#t2i-strip", 2)

@@ -9,7 +9,6 @@ from tests.conftest import SCREENSHOT_DIR
 
 def test_generating_in_the_browser_shows_images_and_the_look_inside_strip(page):
     page.get_by_role("tab", name="Text → Image").click()
-    page.get_by_label("Steps").first.fill("8")
     page.get_by_role("button", name="Generate").click()
     page.locator("#t2i-gallery img").first.wait_for(timeout=120_000)
     strip = page.locator("#t2i-strip img")
