@@ -9,9 +9,11 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import torch
+
 from benchmarks.timing import format_seconds, median_seconds
 from pipelines.device import select_device
-from pipelines.gan import face_pipeline
+from pipelines.gan import face_pipeline, truncated_latents
 
 LOAD_SCRIPT = """
 import json, time
@@ -53,6 +55,11 @@ def run() -> str:
     faces = face_pipeline()
     one = median_seconds(lambda: faces.sample(seed=1, count=1), repeats=20, warmup=3)
     sixty_four = median_seconds(lambda: faces.sample(seed=1, count=64), repeats=7, warmup=1)
+    # The generator alone: how much a batch can save at best, before any per-request work.
+    latents_1, latents_32 = truncated_latents(1, 1, 1.5), truncated_latents(1, 32, 1.5)
+    with torch.inference_mode():
+        forward_one = median_seconds(lambda: faces.generator(latents_1), repeats=20, warmup=3)
+        forward_32 = median_seconds(lambda: faces.generator(latents_32), repeats=7, warmup=1)
     runs = [concurrent_single_faces(faces) for _ in range(5)]
     serial = sorted(r[0] for r in runs)[2]
     together = sorted(r[1] for r in runs)[2]
@@ -71,6 +78,10 @@ def run() -> str:
             f"| 1 face (median of 20) | {format_seconds(one)} |",
             f"| 64 faces in one call (median of 7) | {format_seconds(sixty_four)} "
             f"({format_seconds(sixty_four / 64)} a face) |",
+            f"| generator forward pass alone: 1 latent (median of 20) | {format_seconds(forward_one)} |",
+            f"| generator forward pass alone: 32 latents (median of 7) | {format_seconds(forward_32)} "
+            f"({format_seconds(forward_32 / 32)} a face: batching can save at most "
+            f"{forward_one / (forward_32 / 32):.1f}× of the compute) |",
             f"| 32 one-face requests, one after another (median of 5) | {format_seconds(serial)} |",
             f"| 32 one-face requests from 32 threads at once, batched by `BatchingRunner` "
             f"(median of 5; {passes:.0f} forward passes) | {format_seconds(together)} "

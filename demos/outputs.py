@@ -8,17 +8,29 @@ from pathlib import Path
 
 OUTPUT_DIR = Path(tempfile.mkdtemp(prefix="genai-playground-"))
 MAX_AGE_SECONDS = 3600  # Gradio copies each file into its own cache on return, so ours can go
+# A sweep reads the whole folder, which holds an hour of a workshop's files: at most one a minute.
+SWEEP_INTERVAL_SECONDS = 60
+_last_sweep = {"at": float("-inf")}
 
 
-def output_path(suffix: str, prefix: str = "output-") -> Path:
-    """A new empty file for one response; files older than an hour are deleted first."""
-    cutoff = time.time() - MAX_AGE_SECONDS
+def sweep_old_files(now: float | None = None) -> None:
+    """Delete files older than MAX_AGE_SECONDS."""
+    now = time.time() if now is None else now
+    cutoff = now - MAX_AGE_SECONDS
     for old in OUTPUT_DIR.iterdir():
         try:
             if old.stat().st_mtime < cutoff:
                 old.unlink()
         except FileNotFoundError:  # another request swept it first
             pass
+
+
+def output_path(suffix: str, prefix: str = "output-") -> Path:
+    """A new empty file for one response; files older than an hour are swept first (once a minute)."""
+    now = time.time()
+    if now - _last_sweep["at"] >= SWEEP_INTERVAL_SECONDS:
+        _last_sweep["at"] = now
+        sweep_old_files(now)
     handle = tempfile.NamedTemporaryFile(prefix=prefix, suffix=suffix, dir=OUTPUT_DIR, delete=False)
     handle.close()
     return Path(handle.name)
