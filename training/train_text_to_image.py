@@ -25,8 +25,8 @@ parser.add_argument("--lr", type=float, default=1e-3)
 parser.add_argument("--warmup-steps", type=int, default=200)
 parser.add_argument("--ema-decay", type=float, default=0.998)
 parser.add_argument("--caption-dropout", type=float, default=0.1, help="share of empty captions (for guidance)")
-parser.add_argument("--channels", default="64,96,128", help="UNet block widths at its three resolutions")
-parser.add_argument("--patch", type=int, default=8, help="pixels per patch side: the UNet sees (64/patch)² positions")
+parser.add_argument("--channels", default="48,64,96,128", help="UNet block widths, one per resolution")
+parser.add_argument("--patch", type=int, default=4, help="pixels per patch side: the UNet sees (64/patch)² positions")
 parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
 parser.add_argument("--object-weight", type=float, default=4.0, help="loss weight of the shapes' pixels (background: 1)")
 parser.add_argument("--two-object-share", type=float, default=0.15, help="share of two-shape training scenes")
@@ -227,7 +227,11 @@ def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
         "timesteps drawn from the noisiest part of the schedule. The same run added place synonyms to the "
         "training wordings (\"upper left\", \"lower part\", \"to the right\", \"centre\"): the evaluation-only "
         "wordings (\"up in the upper left\", \"over to the left\", \"right in the centre\", ...) are still "
-        "phrases and templates never seen in training, but they share those words.",
+        "phrases and templates never seen in training, but they share those words. A fourth (8×8 patches, "
+        "cross-attention at every level, 3,414 steps in the hour) reached colour 96 %, shape 51.5 %, place "
+        "88.5 %, held-out shapes 40 % against 57 % seen: its objects were soft blobs at the 8-pixel grain. Hence "
+        "4×4 patches, with a fourth, finest level (16×16 positions) that has no attention: 0.95 steps/s "
+        "against 1.11 for the fourth model and 0.42 with attention at every level of 4×4 patches.",
         "",
         "## Data",
         f"Procedural and unlimited (`pipelines/shapes_world.py`): one shape ({one_share}%) or two small "
@@ -242,7 +246,7 @@ def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
         f"warm-up steps, {training['minutes']} minutes on {training['device']} "
         f"({timestep_note(training)}) "
         f"({threads_note(training['threads'])}); final training loss (mean of the last 100 steps) "
-        f"{training['final_loss']}.",
+        f"{training['final_loss']}.{resumed_note(training.get('resumed_at', []))}",
         f"- Reproduce: `python -m training.train_text_to_image --seed {training['seed']} --max-steps "
         f"{training['steps']} --minutes 0`.",
         "",
@@ -273,11 +277,22 @@ def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
         "## Limits",
         "It knows only this world: flat shapes, the 8 palette colours, 9 places. Other prompts give a "
         "shapes-world image anyway. Two-object prompts are harder than one-object ones and are not measured. "
-        "Shape is the weak point: objects come out as soft blobs, so squares and triangles are often read as "
-        "circles, and held-out colour+shape pairs fare worst.",
+        "Shape is the weak point: triangles often come out as flat-topped bells and circles as lumpy "
+        "octagons, so some read as another shape, and held-out colour+shape pairs fare worst. Flat areas can "
+        "show a faint 4-pixel grid, the patch size.",
     ]
     (out / "README.md").write_text("\n".join(lines) + "\n")
     (out / "training.json").write_text(json.dumps({"training": training, "adherence": adherence}, indent=2) + "\n")
+
+
+def resumed_note(resumed_at: list[int]) -> str:
+    if not resumed_at:
+        return ""
+    steps = ", ".join(f"{step:,}" for step in resumed_at)
+    return (
+        f" The run was interrupted and resumed with `--resume` from its checkpoint at step {steps}; the "
+        "checkpoint holds the optimiser, EMA and random-generator states, so training went on where it stopped."
+    )
 
 
 def measure_adherence(out: Path, args) -> dict:
@@ -316,6 +331,7 @@ def main() -> None:
     generator = torch.Generator().manual_seed(args.seed)  # the noise and timesteps
     step, losses, trained_seconds = 0, [], 0.0
     threads_used = [args.threads]  # float sums differ with the thread count: recorded for bitwise reruns
+    resumed_at: list[int] = []  # steps at which an interrupted run was resumed
     state_path = Path(args.state)
     text_encoder = CachedTextEncoder()
     statistics = caption_statistics(text_encoder, args.seed)
@@ -329,6 +345,7 @@ def main() -> None:
         generator.set_state(state["generator"])
         step, losses, trained_seconds = state["step"], state["losses"], state["trained_seconds"]
         threads_used = state.get("threads_used", [1]) + [args.threads]
+        resumed_at = state.get("resumed_at", []) + [step]
         print(f"resumed at step {step}")
 
     parameters = sum(p.numel() for p in unet.parameters())
@@ -345,6 +362,7 @@ def main() -> None:
             "minutes": round(trained_seconds / 60, 1), "device": "CPU",
             "final_loss": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 4),
             "megabytes": round(folder_megabytes(out), 1) if out.exists() else None,
+            "resumed_at": resumed_at,
         }  # fmt: skip
 
     def checkpoint() -> None:
@@ -355,6 +373,7 @@ def main() -> None:
             {"unet": unet.state_dict(), "ema_unet": ema_unet.state_dict(), "optimizer": optimizer.state_dict(),
              "warmup": warmup.state_dict(), "rng": rng.getstate(), "generator": generator.get_state(),
              "step": step, "losses": losses, "trained_seconds": trained_seconds, "threads_used": threads_used,
+             "resumed_at": resumed_at,
              "statistics": statistics},
             state_path,
         )  # fmt: skip
