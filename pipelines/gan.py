@@ -7,6 +7,7 @@ face dataset. Only the generator was published, so there is no discriminator to 
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -136,11 +137,8 @@ class FacePipeline:
 
     def _faces_for(self, requests: list[FaceRequest]) -> list[list[Image.Image]]:
         latents = [r if isinstance(r, torch.Tensor) else truncated_latents(*r) for r in requests]
-        images = tensor_to_pil(self._forward(torch.cat(latents)))
-        starts = [0]
-        for z in latents:
-            starts.append(starts[-1] + len(z))
-        return [images[start:end] for start, end in zip(starts, starts[1:])]
+        images = iter(tensor_to_pil(self._forward(torch.cat(latents))))
+        return [list(itertools.islice(images, len(z))) for z in latents]
 
     def generate(self, latents: torch.Tensor) -> list[Image.Image]:
         """(N, 100, 1, 1) latents -> N 64x64 RGB images (batched with other callers' requests)."""
