@@ -230,8 +230,8 @@ def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
         "phrases and templates never seen in training, but they share those words. A fourth (8×8 patches, "
         "cross-attention at every level, 3,414 steps in the hour) reached colour 96 %, shape 51.5 %, place "
         "88.5 %, held-out shapes 40 % against 57 % seen: its objects were soft blobs at the 8-pixel grain. Hence "
-        "4×4 patches, with a fourth, finest level (16×16 positions) that has no attention: 0.95 steps/s "
-        "against 1.11 for the fourth model and 0.42 with attention at every level of 4×4 patches.",
+        "4×4 patches, with an extra, finest level (16×16 positions) that has no attention: 0.95 steps/s "
+        "against 1.11 for that fourth model and 0.42 with attention at every level of 4×4 patches.",
         "",
         "## Data",
         f"Procedural and unlimited (`pipelines/shapes_world.py`): one shape ({one_share}%) or two small "
