@@ -7,26 +7,45 @@ Screenshots (small palette PNGs) go to artifacts/screenshots/app-desktop-*.png a
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable
 
 from PIL import Image
 from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.conftest import SCREENSHOT_DIR
 
 PHONE = dict(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, device_scale_factor=1)
 ERROR_TOASTS = "[data-testid='toast-body'].error"
+TAB_TIMEOUT_SECONDS = 30
 RESULT_TIMEOUT_MS = 240_000  # a model's first use loads it; on a busy 2-core machine that takes a while
 
 
 def open_tab(page: Page, name: str) -> None:
-    """Click a top-level tab; on a narrow screen Gradio moves tabs that do not fit into a "More tabs" menu."""
-    tab = page.get_by_role("tab", name=name, exact=True)
-    if tab.count() and tab.first.is_visible():
-        tab.first.click()
-    else:
-        page.get_by_role("button", name="More tabs").first.click()
-        page.locator(".overflow-dropdown button", has_text=name).first.click()
+    """Click a top-level tab; on a narrow screen Gradio moves tabs that do not fit into a "More tabs" menu.
+
+    Gradio measures which tabs fit only after its first layout (and again on resize), so a tab can be in
+    neither place for a moment: look again until it is in one of them.
+    """
+    tab = page.get_by_role("tab", name=name, exact=True).first
+    more_tabs = page.get_by_role("button", name="More tabs").first
+    menu_item = page.locator(".overflow-dropdown button", has_text=name).first
+    deadline = time.monotonic() + TAB_TIMEOUT_SECONDS
+    while True:
+        if tab.is_visible():
+            tab.click()
+            break
+        if more_tabs.is_visible():
+            more_tabs.click()
+            try:
+                menu_item.click(timeout=3_000)
+                break
+            except PlaywrightTimeoutError:
+                if more_tabs.is_visible():
+                    more_tabs.click()  # close the menu again before looking once more
+        assert time.monotonic() < deadline, f"tab {name!r} is neither in the tab bar nor in the More tabs menu"
+        page.wait_for_timeout(250)
     expect(page.get_by_role("tab", name=name, exact=True).first).to_have_attribute("aria-selected", "true")
 
 
