@@ -130,6 +130,13 @@ def text_to_image(
         notes.append("**Empty prompt:** this is an *unconditional* sample: the model draws whatever it likes.")
     if guidance_scale <= 1:
         notes.append("Guidance ≤ 1 is off: each step uses the prompt alone, so images follow it more loosely.")
+    if result.withheld:
+        numbers = ", ".join(f"#{i}" for i in result.withheld)
+        several = len(result.withheld) > 1
+        notes.append(
+            f"**{'Images' if several else 'Image'} {numbers} withheld:** the model's safety checker flagged "
+            f"{'them' if several else 'it'} as possibly unsafe and showed black instead. Try another prompt or seed."
+        )
     notes.append(f"Strip: the {result.strip_label} of image #1 at the steps shown.")
     return gallery, strip, downloads, "\n\n".join(notes)
 

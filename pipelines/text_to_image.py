@@ -326,6 +326,7 @@ class Generation:
     steps_shown: list[int] = field(default_factory=list)  # step numbers of the strip, 1-based
     strip: list[Image.Image] = field(default_factory=list)  # x0 estimates (first image) at those steps
     strip_label: str = "predicted clean image"
+    withheld: list[int] = field(default_factory=list)  # 1-based: images a Hub safety checker replaced with black
 
 
 def strip_steps(total_steps: int, count: int = 6) -> list[int]:
@@ -393,6 +394,8 @@ def generate(
         callback_on_step_end_tensor_inputs=["pred_original_sample"] if local else ["latents"],
     )  # fmt: skip
     result.images = list(output.images)
+    flagged = getattr(output, "nsfw_content_detected", None) or []  # None where no checker ran
+    result.withheld = [index for index, is_flagged in enumerate(flagged, start=1) if is_flagged]
     return result
 
 

@@ -17,7 +17,9 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pipelines import weights
@@ -346,6 +348,23 @@ def test_a_hub_pipeline_keeps_its_safety_checker_by_default(tiny_pipeline_with_s
     assert len(result.images) == 1 and result.images[0].size == (32, 32)
 
 
+@pytest.mark.parametrize("concept_threshold, withheld", [(-2.0, [1, 2]), (2.0, [])])
+def test_images_the_safety_checker_blacks_out_are_reported(
+    tiny_pipeline_with_safety_checker, monkeypatch, concept_threshold, withheld
+):  # fmt: skip
+    from pipelines import text_to_image as t2i
+
+    monkeypatch.delenv(t2i.SAFETY_CHECKER_SWITCH, raising=False)
+    pipeline = t2i.load_text_to_image.__wrapped__(str(tiny_pipeline_with_safety_checker))
+    # The checker flags an image whose similarity to a concept exceeds that concept's threshold (cosine >= -1).
+    with torch.no_grad():
+        pipeline.safety_checker.concept_embeds_weights.fill_(concept_threshold)
+    result = t2i.generate(pipeline, "a red circle", steps=2, seed=1, count=2)
+    assert result.withheld == withheld
+    for index, image in enumerate(result.images, start=1):
+        assert (np.asarray(image).max() == 0) == (index in withheld)
+
+
 @pytest.mark.parametrize("value, disabled", [("1", True), ("true", True), ("0", False), ("", False)])
 def test_the_documented_switch_removes_the_safety_checker(tiny_pipeline_with_safety_checker, monkeypatch, value, disabled):
     from pipelines import text_to_image as t2i
@@ -355,3 +374,19 @@ def test_the_documented_switch_removes_the_safety_checker(tiny_pipeline_with_saf
     assert (pipeline.safety_checker is None) == disabled
     if disabled:
         assert len(t2i.generate(pipeline, "a red circle", steps=2, seed=1).images) == 1
+
+
+def test_the_tab_says_which_images_the_safety_checker_withheld(tiny_pipeline_with_safety_checker, monkeypatch):
+    from demos import text_to_image as tab
+    from pipelines import text_to_image as t2i
+
+    monkeypatch.delenv(t2i.SAFETY_CHECKER_SWITCH, raising=False)
+    pipeline = t2i.load_text_to_image.__wrapped__(str(tiny_pipeline_with_safety_checker))
+    with torch.no_grad():
+        pipeline.safety_checker.concept_embeds_weights.fill_(-2.0)  # flags every image
+    hub_id = "example/flagging-pipeline"
+    monkeypatch.setattr(tab, "model_choices", lambda: [tab.LOCAL_MODEL, hub_id])
+    monkeypatch.setattr(t2i, "load_text_to_image", lambda source: pipeline)
+    no_progress = lambda *args, **kwargs: None  # noqa: E731
+    *_, note = tab.text_to_image("a red circle", steps=2, seed=1, count=2, model=hub_id, progress=no_progress)
+    assert "Images #1, #2 withheld" in note and "safety checker" in note
