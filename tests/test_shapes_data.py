@@ -8,8 +8,8 @@ import numpy as np
 
 from pipelines.adherence import adherence_prompts, analyse_image
 from pipelines.shapes_world import (
-    CELL_CENTRES, COLOURS, EVAL_ONLY_PLACE_PHRASES, EVAL_ONLY_TEMPLATES, IMAGE_SIZE, PALETTE, PLACE_PHRASES, PLACES, SHAPES,
-    Scene, ShapeObject, caption_scene, is_held_out, random_scene, render_scene, training_batch,
+    CELL_CENTRES, COLOURS, EVAL_ONLY_PLACE_PHRASES, EVAL_ONLY_TEMPLATES, IMAGE_SIZE, PALETTE, PLACE_PHRASES,
+    PLACES, SHAPES, Scene, ShapeObject, caption_scene, is_held_out, random_scene, render_scene, training_batch,
 )  # fmt: skip
 
 
@@ -70,7 +70,6 @@ def test_analyser_finds_no_shape_on_a_plain_background():
     assert analyse_image(blank).shape is None and analyse_image(blank).background == "blue"
     assert analyse_image(render_scene(scene)).place == "center"
     assert set(PLACES) >= {"left", "right", "top", "bottom", "center"}
-
 
 
 def test_every_lone_shape_is_drawn_at_its_cells_centre():
