@@ -14,7 +14,9 @@ from pipelines import text_to_image as t2i
 from pipelines.imaging import pixel_difference
 from pipelines.shapes_world import random_scene
 from pipelines.weights import ModelSourceError
-from training.train_text_to_image import CachedTextEncoder, batch_tensors, diffusion_loss, sample_timesteps
+from training.train_text_to_image import (
+    CachedTextEncoder, LearningRatePlan, batch_tensors, diffusion_loss, sample_timesteps,
+)  # fmt: skip
 
 TINY = (32, 32, 32)
 
@@ -42,6 +44,31 @@ def test_a_few_training_steps_on_a_tiny_model_reduce_the_loss():
         loss.backward()
         optimizer.step()
     assert fixed_loss() < 0.8 * before
+
+
+def test_the_learning_rate_warms_up_holds_then_falls_to_zero_over_the_last_share():
+    plan = LearningRatePlan(warmup_steps=10, decay_share=0.3, total_steps=100)
+    assert plan.factor(0) == pytest.approx(0.1) and plan.factor(9) == plan.factor(69) == 1.0
+    assert plan.factor(85) == pytest.approx(0.5) and plan.factor(99) > 0 and plan.factor(100) == 0.0
+    constant = LearningRatePlan(10, decay_share=0.0)
+    constant.estimate(step=50, steps_per_second=1.0, seconds_left=100, next_estimate_in=10)
+    assert constant.factor(10_000) == 1.0 and not constant.fixed
+
+
+def test_a_timed_run_fixes_its_step_count_before_the_fall_so_the_recorded_count_replays_it():
+    plan, factors, seconds = LearningRatePlan(warmup_steps=10, decay_share=0.3), [], 0.0
+    for step in range(5000):
+        speed = 1.0 + step / 2000  # steps per second, rising as the caption cache fills
+        if step >= 100 and step % 50 == 0:
+            plan.estimate(step, speed, seconds_left=1000 - seconds, next_estimate_in=50)
+        if plan.fixed and step >= plan.total_steps:
+            break
+        factors.append(plan.factor(step))
+        seconds += 1 / speed
+    assert plan.fixed and 1000 < plan.total_steps == len(factors) < 2000
+    replay = LearningRatePlan(warmup_steps=10, decay_share=0.3, total_steps=plan.total_steps)
+    assert factors == [replay.factor(step) for step in range(len(factors))]
+    assert factors[-1] < 0.01 and factors.count(1.0) == pytest.approx(0.7 * len(factors) - 10, abs=2)  # after the warm-up
 
 
 def test_training_batches_weight_the_shapes_pixels_and_keep_patches_exact():
@@ -104,6 +131,25 @@ def test_generation_is_deterministic_per_seed(tiny_pipeline):
     assert first.size == (64, 64)
     assert np.array_equal(np.asarray(first), np.asarray(again))
     assert pixel_difference(first, other) > 1
+
+
+def test_clean_image_estimates_are_clamped_to_the_image_range(tiny_pipeline):
+    def estimates(clamp: bool) -> torch.Tensor:
+        seen = []
+
+        def keep(pipe, index, timestep, tensors):
+            seen.append(tensors["pred_original_sample"])
+            return {}
+
+        tiny_pipeline(
+            "a red circle", num_inference_steps=3, guidance_scale=20.0, generator=torch.Generator().manual_seed(0),
+            callback_on_step_end=keep, callback_on_step_end_tensor_inputs=["pred_original_sample"],
+            clamp_clean_estimate=clamp,
+        )  # fmt: skip
+        return torch.stack(seen)
+
+    assert estimates(clamp=False).abs().max() > 1.0  # strong guidance overshoots the image range ...
+    assert estimates(clamp=True).abs().max() <= 1.0  # ... which clamping removes
 
 
 def test_save_and_load_round_trip_gives_the_same_images(tiny_pipeline, tmp_path):
