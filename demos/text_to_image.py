@@ -53,7 +53,8 @@ HOW_IT_WORKS = """
 - **Guidance.** Each step runs the UNet twice, with the prompt and with an empty (or negative) prompt, and
   pushes the result away from the empty one: prediction = uncond + *scale* × (cond − uncond). Higher scale:
   closer to the prompt, less variety. 0 or 1 switches guidance off. An empty prompt gives an
-  *unconditional* sample.
+  *unconditional* sample. The push can overshoot the range of real pixels, so this model's guess of the
+  clean image is clipped back into it at every step (*static thresholding*).
 - **Look inside.** The strip shows, at a few steps, the model's current guess of the finished image
   (for a noise-predicting model, x₀ = (x_t − √(1−ᾱ_t)·noise) / √ᾱ_t): noise becomes a picture.
 - **This model.** A 6.7 M-parameter UNet trained in an hour on this project's CPU, on an unlimited world of
