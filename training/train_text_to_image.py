@@ -221,8 +221,9 @@ def decay_note(training: dict) -> str:
     share = training.get("decay_share", 0.0)
     if not share:
         return ""
+    source = " (the plan fixed from the measured speed)" if training.get("planned_from_speed", True) else ""
     return (f", falling linearly to zero over the last {round(100 * share)}% of the "
-            f"{training['schedule_steps']:,} planned steps (the plan fixed from the measured speed)")  # fmt: skip
+            f"{training['schedule_steps']:,} planned steps{source}")  # fmt: skip
 
 
 def schedule_flag(training: dict) -> str:
@@ -421,7 +422,8 @@ def main() -> None:
         rng.setstate(state["rng"])
         generator.set_state(state["generator"])
         step, losses, trained_seconds = state["step"], state["losses"], state["trained_seconds"]
-        plan.total_steps, plan.fixed = state.get("plan", (plan.total_steps, plan.fixed))
+        if not plan.fixed:  # an interrupted timed run goes on with its plan; --max-steps sets a new one
+            plan.total_steps, plan.fixed = state.get("plan", (0, False))
         threads_used = state.get("threads_used", [1]) + [args.threads]
         resumed_at = state.get("resumed_at", []) + [step]
         print(f"resumed at step {step}")
@@ -433,7 +435,8 @@ def main() -> None:
         return {
             "seed": args.seed, "steps": step, "batch_size": args.batch_size, "images_seen": step * args.batch_size,
             "lr": args.lr, "warmup_steps": args.warmup_steps, "decay_share": args.decay_share,
-            "schedule_steps": plan.total_steps, "ema_decay": args.ema_decay,
+            "schedule_steps": plan.total_steps, "planned_from_speed": not (args.schedule_steps or args.max_steps),
+            "ema_decay": args.ema_decay,
             "caption_dropout": args.caption_dropout, "channels": list(channels), "patch": args.patch,
             "object_weight": args.object_weight, "two_object_share": args.two_object_share, "jitter": JITTER,
             "high_noise_share": args.high_noise_share, "high_noise_from": args.high_noise_from,
