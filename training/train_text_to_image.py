@@ -498,7 +498,7 @@ def main() -> None:
             )
             window_start, window_steps = time.perf_counter(), 0
             recent = (recent + [(step, trained_seconds)])[-5:]  # the last 200 steps
-            if not args.max_steps and step >= 100:
+            if step >= 100:  # a plan fixed by --max-steps or --schedule-steps ignores the estimate
                 first_step, first_seconds = recent[0]
                 speed = (step - first_step) / (trained_seconds - first_seconds)
                 plan.estimate(step, speed, budget - trained_seconds, next_estimate_in=50)
