@@ -2,12 +2,18 @@
 
 The check is plain image analysis that knows the palette: the background is the most common palette colour
 on the border; the object is the largest connected region far from it; its colour is its most common
-palette colour, its shape follows from how much of its bounding box it fills (square ≈ 1, circle ≈ π/4,
-triangle ≈ 1/2), its place from which cell of a 3x3 grid holds its centre.
+palette colour, its place the cell of a 3x3 grid that holds its centre. Its shape is the ideal circle, square
+or triangle (drawn as the shapes world draws them, fitted in size and position) that overlaps best with the
+object's pixels that are nearer its own colour than the background's. Overlap is an area measure, so a
+ragged 1-2 px fringe of other colours, which generated images often have, barely moves it, where a
+bounding-box fill ratio (the reader before 2026-12-01) is stretched by single fringe pixels.
+tests/test_shapes_data.py checks the reader on drawn scenes with such a fringe.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -25,8 +31,13 @@ from pipelines.shapes_world import (
 PALETTE_ARRAY = np.array([PALETTE[c] for c in COLOURS], dtype=np.float32)  # (8, 3)
 OBJECT_DISTANCE = 80.0  # RGB distance from the background above which a pixel belongs to an object
 MIN_OBJECT_PIXELS = 12
-# Fill ratio of the bounding box: triangle ~0.5, circle ~0.785, square ~1.0; cut halfway between.
-TRIANGLE_BELOW, SQUARE_ABOVE = 0.64, 0.89
+# Shape templates: area / half_extent² as drawn; a triangle's centroid lies a third of its half extent below
+# its centre (apex up). Each template is fitted over these sizes and shifts around the object's centroid.
+TEMPLATE_AREA = {"circle": math.pi, "square": 4.0, "triangle": 2.0}
+TEMPLATE_CENTROID_BELOW = {"circle": 0.0, "square": 0.0, "triangle": 1 / 3}
+TEMPLATE_FITS = tuple(itertools.product((0.85, 0.9, 0.95, 1.0, 1.05), (-1, -0.5, 0, 0.5, 1), (-1, -0.5, 0, 0.5, 1)))
+TEMPLATE_SUBSAMPLES = 4  # per pixel and axis, as the shapes world supersamples its drawing
+MIN_SHAPE_OVERLAP = 0.6  # best intersection-over-union below this: a blob, no shape is read
 PLACE_BY_CELL = {cell: name for name, cell in PLACES.items()}
 
 
@@ -49,6 +60,48 @@ def _cell(coordinate: float) -> int:
     return 0 if coordinate < (low + middle) / 2 else 2 if coordinate > (middle + high) / 2 else 1
 
 
+def _shape_mask(pixels: np.ndarray, object_mask: np.ndarray, colour: int, background: int) -> np.ndarray | None:
+    """The object's pixels nearer its own colour than the background's: fringes of a third colour drop out."""
+    nearer = ((pixels - PALETTE_ARRAY[colour]) ** 2).sum(-1) < ((pixels - PALETTE_ARRAY[background]) ** 2).sum(-1)
+    regions, count = ndimage.label(nearer)
+    if count == 0:
+        return None
+    overlap = ndimage.sum(object_mask, regions, index=range(1, count + 1))
+    return regions == int(np.argmax(overlap)) + 1
+
+
+def shape_overlaps(mask: np.ndarray) -> dict[str, float]:
+    """Best intersection-over-union of the mask with a fitted circle, square and triangle."""
+    rows, columns = np.nonzero(mask)
+    area, centre_x, centre_y = mask.sum(), columns.mean() + 0.5, rows.mean() + 0.5
+    pad = 6  # the largest fitted template reaches at most this far past the mask
+    top, left = max(rows.min() - pad, 0), max(columns.min() - pad, 0)
+    window = mask[top : rows.max() + pad + 1, left : columns.max() + pad + 1]
+    outside = area - window.sum()
+    offsets = (np.arange(TEMPLATE_SUBSAMPLES) + 0.5) / TEMPLATE_SUBSAMPLES
+    ys = ((top + np.arange(window.shape[0]))[:, None] + offsets).reshape(1, -1, 1)
+    xs = ((left + np.arange(window.shape[1]))[:, None] + offsets).reshape(1, 1, -1)
+    scales, shifts_x, shifts_y = (np.array(v, dtype=np.float32).reshape(-1, 1, 1) for v in zip(*TEMPLATE_FITS))
+    overlaps = {}
+    for shape, area_factor in TEMPLATE_AREA.items():
+        half = math.sqrt(area / area_factor) * scales
+        x = xs - (centre_x + shifts_x)
+        y = ys - (centre_y + shifts_y - TEMPLATE_CENTROID_BELOW[shape] * half)
+        if shape == "circle":
+            inside = x**2 + y**2 <= half**2
+        elif shape == "square":
+            inside = (np.abs(x) <= half) & (np.abs(y) <= half)
+        else:  # apex up at y = -half, base at y = +half
+            depth = (y + half) / (2 * half)
+            inside = (depth >= 0) & (depth <= 1) & (np.abs(x) <= half * depth)
+        coverage = inside.reshape(len(TEMPLATE_FITS), window.shape[0], TEMPLATE_SUBSAMPLES, window.shape[1], -1)
+        template = coverage.mean((2, 4)) > 0.5
+        intersection = (template & window).sum((1, 2))
+        union = (template | window).sum((1, 2)) + outside
+        overlaps[shape] = float((intersection / union).max())
+    return overlaps
+
+
 def analyse_image(image: Image.Image) -> Analysis:
     """Background colour and the colour, shape and place of the largest object in a 64x64 image."""
     pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
@@ -67,10 +120,12 @@ def analyse_image(image: Image.Image) -> Analysis:
     inside = ndimage.binary_erosion(mask)
     votes = labels[inside if inside.sum() >= 4 else mask]
     colour = Counter(votes.tolist()).most_common(1)[0][0]
+    shape_mask = _shape_mask(pixels, mask, colour, background)
+    overlaps = shape_overlaps(shape_mask) if shape_mask is not None else {}
+    shape = max(overlaps, key=overlaps.get) if overlaps else None
+    if shape is not None and overlaps[shape] < MIN_SHAPE_OVERLAP:
+        shape = None
     rows, columns = np.nonzero(mask)
-    box_area = (rows.max() - rows.min() + 1) * (columns.max() - columns.min() + 1)
-    fill = mask.sum() / box_area
-    shape = "triangle" if fill < TRIANGLE_BELOW else "square" if fill > SQUARE_ABOVE else "circle"
     # +0.5: the centre of a pixel, so a shape drawn around 32.0 sits in the middle cell.
     place = PLACE_BY_CELL[(_cell(columns.mean() + 0.5), _cell(rows.mean() + 0.5))]
     return Analysis(COLOURS[background], COLOURS[colour], shape, place)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 
 import numpy as np
+from PIL import Image, ImageDraw
+from scipy import ndimage
 
-from pipelines.adherence import adherence_prompts, analyse_image
+from pipelines.adherence import adherence_prompts, analyse_image, shape_overlaps
 from pipelines.shapes_world import (
     CELL_CENTRES, COLOURS, EVAL_ONLY_PLACE_PHRASES, EVAL_ONLY_TEMPLATES, IMAGE_SIZE, PALETTE, PLACE_PHRASES,
     PLACES, SHAPES, Scene, ShapeObject, caption_scene, is_held_out, random_scene, render_scene, training_batch,
@@ -86,3 +88,61 @@ def test_every_lone_shape_is_drawn_at_its_cells_centre():
         if obj.shape != "triangle":  # a triangle is not symmetric top to bottom
             assert (rows.min() + rows.max() + 1) / 2 == CELL_CENTRES[row]
     assert len(scenes) > 150
+
+
+def _with_ragged_fringe(image, width: int, rng: random.Random):
+    """Half the pixels within `width` of the shape repainted in random palette colours, as generated images show."""
+    pixels = np.asarray(image).copy()
+    background = np.array(PALETTE[analyse_image(image).background])
+    shape = np.abs(pixels.astype(int) - background).sum(-1) > 60
+    ring = ndimage.binary_dilation(shape, iterations=width) & ~shape
+    colours = list(PALETTE.values())
+    for row, column in zip(*np.nonzero(ring)):
+        if rng.random() < 0.5:
+            pixels[row, column] = colours[rng.randrange(len(colours))]
+    return Image.fromarray(pixels)
+
+
+def _box_size(image) -> tuple[int, int]:
+    pixels = np.asarray(image, dtype=int)
+    rows, columns = np.nonzero(np.abs(pixels - pixels[0, 0]).sum(-1) > 0)
+    return rows.max() - rows.min() + 1, columns.max() - columns.min() + 1
+
+
+def test_the_shape_reader_is_not_fooled_by_a_ragged_fringe_of_other_colours():
+    # A fringe widens the object's bounding box by 2-4 px, which a bounding-box fill ratio takes for a rounder shape.
+    rng = random.Random(7)
+    for shape in SHAPES:
+        for size in ("small", "large"):
+            for place in ("top left", "center", "bottom right"):
+                colour = rng.choice(COLOURS)
+                background = rng.choice([c for c in COLOURS if c != colour])
+                drawn = render_scene(Scene((ShapeObject(colour, shape, size, place),), background, ((0, 0),)))
+                for width in (1, 2):
+                    fringed = _with_ragged_fringe(drawn, width, rng)
+                    assert max(_box_size(fringed)) > max(_box_size(drawn))
+                    found = analyse_image(fringed)
+                    assert (found.colour, found.shape, found.place) == (colour, shape, place), (shape, size, width)
+
+
+def test_a_form_that_is_none_of_the_three_shapes_reads_as_no_shape():
+    image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), PALETTE["blue"])
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([20, 30, 44, 34], fill=PALETTE["yellow"])  # a plus sign
+    draw.rectangle([30, 20, 34, 44], fill=PALETTE["yellow"])
+    found = analyse_image(image)
+    assert found.colour == "yellow" and found.place == "center" and found.shape is None
+    ring = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), PALETTE["black"])
+    ImageDraw.Draw(ring).ellipse([18, 18, 46, 46], outline=PALETTE["white"], width=3)
+    assert analyse_image(ring).shape is None
+
+
+def test_each_drawn_shape_overlaps_its_own_template_best():
+    for shape in SHAPES:
+        for size in ("small", "large"):
+            scene = Scene((ShapeObject("red", shape, size, "center"),), "white", ((0, 0),))
+            pixels = np.asarray(render_scene(scene), dtype=int)
+            mask = np.abs(pixels - PALETTE["red"]).sum(-1) < np.abs(pixels - PALETTE["white"]).sum(-1)
+            overlaps = shape_overlaps(mask)
+            assert overlaps[shape] > 0.95
+            assert all(overlaps[other] < overlaps[shape] - 0.1 for other in SHAPES if other != shape)
