@@ -35,7 +35,9 @@ MIN_OBJECT_PIXELS = 12
 # its centre (apex up). Each template is fitted over these sizes and shifts around the object's centroid.
 TEMPLATE_AREA = {"circle": math.pi, "square": 4.0, "triangle": 2.0}
 TEMPLATE_CENTROID_BELOW = {"circle": 0.0, "square": 0.0, "triangle": 1 / 3}
-TEMPLATE_FITS = tuple(itertools.product((0.85, 0.9, 0.95, 1.0, 1.05), (-1, -0.5, 0, 0.5, 1), (-1, -0.5, 0, 0.5, 1)))
+TEMPLATE_SCALES = (0.85, 0.9, 0.95, 1.0, 1.05)
+TEMPLATE_SHIFTS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # pixels, in x and in y
+TEMPLATE_FITS = tuple(itertools.product(TEMPLATE_SCALES, TEMPLATE_SHIFTS, TEMPLATE_SHIFTS))
 TEMPLATE_SUBSAMPLES = 4  # per pixel and axis, as the shapes world supersamples its drawing
 MIN_SHAPE_OVERLAP = 0.6  # best intersection-over-union below this: a blob, no shape is read
 PLACE_BY_CELL = {cell: name for name, cell in PLACES.items()}
@@ -74,10 +76,14 @@ def shape_overlaps(mask: np.ndarray) -> dict[str, float]:
     """Best intersection-over-union of the mask with a fitted circle, square and triangle."""
     rows, columns = np.nonzero(mask)
     area, centre_x, centre_y = mask.sum(), columns.mean() + 0.5, rows.mean() + 0.5
-    pad = 6  # the largest fitted template reaches at most this far past the mask
-    top, left = max(rows.min() - pad, 0), max(columns.min() - pad, 0)
-    window = mask[top : rows.max() + pad + 1, left : columns.max() + pad + 1]
-    outside = area - window.sum()
+    # The window holds the mask and every fitted template; the farthest-reaching is a triangle (the largest
+    # half extent for an area), whose apex lies 4/3 of its half extent from its centroid.
+    half_most = math.sqrt(area / TEMPLATE_AREA["triangle"]) * max(TEMPLATE_SCALES)
+    reach = math.ceil(4 / 3 * half_most + max(TEMPLATE_SHIFTS)) + 1
+    top, left = max(min(rows.min(), int(centre_y) - reach), 0), max(min(columns.min(), int(centre_x) - reach), 0)
+    bottom = min(max(rows.max() + 1, int(centre_y) + reach + 1), mask.shape[0])
+    right = min(max(columns.max() + 1, int(centre_x) + reach + 1), mask.shape[1])
+    window = mask[top:bottom, left:right]
     offsets = (np.arange(TEMPLATE_SUBSAMPLES) + 0.5) / TEMPLATE_SUBSAMPLES
     ys = ((top + np.arange(window.shape[0]))[:, None] + offsets).reshape(1, -1, 1)
     xs = ((left + np.arange(window.shape[1]))[:, None] + offsets).reshape(1, 1, -1)
@@ -97,7 +103,7 @@ def shape_overlaps(mask: np.ndarray) -> dict[str, float]:
         coverage = inside.reshape(len(TEMPLATE_FITS), window.shape[0], TEMPLATE_SUBSAMPLES, window.shape[1], -1)
         template = coverage.mean((2, 4)) > 0.5
         intersection = (template & window).sum((1, 2))
-        union = (template | window).sum((1, 2)) + outside
+        union = (template | window).sum((1, 2))
         overlaps[shape] = float((intersection / union).max())
     return overlaps
 
