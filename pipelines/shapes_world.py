@@ -175,9 +175,11 @@ def render_scene(scene: Scene) -> Image.Image:
     return image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX)
 
 
-def _object_phrase(rng: random.Random, obj: ShapeObject) -> str:
-    # The size word is sometimes left out, as people often do.
-    return f"{obj.colour} {obj.shape}" if rng.random() < 0.3 else f"{obj.size} {obj.colour} {obj.shape}"
+def _object_phrase(rng: random.Random, obj: ShapeObject, colourless_share: float = 0.0) -> str:
+    # The size word is sometimes left out, as people often do; in training, if asked, the colour word too, so that
+    # the shape word alone must carry the shape. No draw when the share is 0: older runs' streams stay the same.
+    colour = "" if colourless_share and rng.random() < colourless_share else f"{obj.colour} "
+    return f"{colour}{obj.shape}" if rng.random() < 0.3 else f"{obj.size} {colour}{obj.shape}"
 
 
 def _place_phrase(rng: random.Random, place: str, unseen_phrasing: bool) -> str:
@@ -186,24 +188,27 @@ def _place_phrase(rng: random.Random, place: str, unseen_phrasing: bool) -> str:
     return rng.choice(PLACE_PHRASES[place])
 
 
-def caption_scene(scene: Scene, rng: random.Random, unseen_phrasing: bool = False) -> str:
-    """A natural-language caption that is true of the scene (training wordings unless unseen_phrasing)."""
-    return re.sub(r"\ba (?=[aeiou])", "an ", _caption(scene, rng, unseen_phrasing))
+def caption_scene(
+    scene: Scene, rng: random.Random, unseen_phrasing: bool = False, colourless_share: float = 0.0
+) -> str:
+    """A natural-language caption that is true of the scene (training wordings unless unseen_phrasing); an
+    object's colour word is left out with probability colourless_share."""
+    return re.sub(r"\ba (?=[aeiou])", "an ", _caption(scene, rng, unseen_phrasing, colourless_share))
 
 
-def _caption(scene: Scene, rng: random.Random, unseen_phrasing: bool) -> str:
+def _caption(scene: Scene, rng: random.Random, unseen_phrasing: bool, colourless_share: float) -> str:
     if len(scene.objects) == 2:
         first, second = scene.objects
         template = rng.choice(PAIR_TEMPLATES)
         return template.format(
-            obj1=_object_phrase(rng, first), place1=_place_phrase(rng, first.place, False),
-            obj2=_object_phrase(rng, second), place2=_place_phrase(rng, second.place, False),
+            obj1=_object_phrase(rng, first, colourless_share), place1=_place_phrase(rng, first.place, False),
+            obj2=_object_phrase(rng, second, colourless_share), place2=_place_phrase(rng, second.place, False),
             bg=scene.background,
         )  # fmt: skip
     (obj,) = scene.objects
     template = rng.choice(EVAL_ONLY_TEMPLATES if unseen_phrasing else TRAIN_TEMPLATES)
     return template.format(
-        obj=_object_phrase(rng, obj),
+        obj=_object_phrase(rng, obj, colourless_share),
         place=_place_phrase(rng, obj.place, unseen_phrasing),
         where=obj.place,
         bg=scene.background,
@@ -211,9 +216,9 @@ def _caption(scene: Scene, rng: random.Random, unseen_phrasing: bool) -> str:
 
 
 def training_batch(
-    rng: random.Random, batch_size: int, two_object_share: float = 0.25
+    rng: random.Random, batch_size: int, two_object_share: float = 0.25, colourless_share: float = 0.0
 ) -> tuple[np.ndarray, list[str]]:
     """(batch_size, 64, 64, 3) uint8 images and their captions; never a held-out pair."""
     scenes = [random_scene(rng, training=True, two_object_share=two_object_share) for _ in range(batch_size)]
     images = np.stack([np.asarray(render_scene(s)) for s in scenes])
-    return images, [caption_scene(s, rng) for s in scenes]
+    return images, [caption_scene(s, rng, colourless_share=colourless_share) for s in scenes]

@@ -49,6 +49,21 @@ def test_training_batches_are_seeded_images_with_captions():
     assert len(set(captions)) == 8
 
 
+def test_colourless_captions_leave_out_only_the_objects_colour_words():
+    images, captions = training_batch(random.Random(4), 32, colourless_share=1.0)
+    same_images, with_colours = training_batch(random.Random(4), 32)
+    assert np.array_equal(images, same_images)  # the scenes are drawn first; only their wording changes
+    rng = random.Random(4)
+    scenes = [random_scene(rng, two_object_share=0.25) for _ in range(32)]
+    for scene, caption, coloured in zip(scenes, captions, with_colours):
+        for obj in scene.objects:
+            assert obj.shape in caption and f"{obj.colour} {obj.shape}" in coloured
+            assert obj.colour not in caption.replace(f"{scene.background} background", "")
+    lone = [random_scene(rng, two_object_share=0.0) for _ in range(400)]
+    left_out = sum(s.objects[0].colour not in caption_scene(s, rng, colourless_share=0.5) for s in lone)
+    assert 150 < left_out < 250
+
+
 def test_training_captions_never_use_the_evaluation_only_wordings():
     rng = random.Random(2)
     captions = [caption_scene(random_scene(rng), rng) for _ in range(2000)]

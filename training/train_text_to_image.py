@@ -41,6 +41,10 @@ parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
 parser.add_argument("--object-weight", type=float, default=4.0, help="loss weight of the shapes' pixels (background: 1)")
 parser.add_argument("--two-object-share", type=float, default=0.15, help="share of two-shape training scenes")
 parser.add_argument(
+    "--colourless-share", type=float, default=0.0,
+    help="share of objects whose caption leaves out the colour word (the shape word must carry the shape)",
+)  # fmt: skip
+parser.add_argument(
     "--high-noise-share", type=float, default=0.5,
     help="share of timesteps drawn from the noisiest part of the schedule (the rest uniform over all of it)",
 )  # fmt: skip
@@ -76,11 +80,11 @@ CPU = torch.device("cpu")
 
 def batch_tensors(
     rng: random.Random, batch_size: int, caption_dropout: float, patch: int, object_weight: float = 1.0,
-    two_object_share: float = 0.25,
+    two_object_share: float = 0.25, colourless_share: float = 0.0,
 ):  # fmt: skip
     """Fresh training images as patches (B, 3·patch², 64/patch, 64/patch) in [-1, 1], their captions (some
     emptied), and per-value loss weights: `object_weight` on the shapes' pixels, 1 on the background."""
-    images, captions = training_batch(rng, batch_size, two_object_share)
+    images, captions = training_batch(rng, batch_size, two_object_share, colourless_share)
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     captions = ["" if rng.random() < caption_dropout else c for c in captions]
     # The background is the plain colour that fills most of the border; the shapes are what differs from it.
@@ -306,7 +310,11 @@ def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
         "shape 77 % in the hour without the clamp (below). Measured and not used: torch.compile (no faster "
         "step here once compiled), channels-last memory (no faster), bfloat16 autocast (15× slower on this "
         "CPU, which lacks bfloat16 instructions), and weaker guidance in the last, nearly clean steps (cleaner "
-        "large squares, but small circles turned into squares: shape 75 % against 78.5 %).",
+        "large squares, but small circles turned into squares: shape 75 % against 78.5 %). Measured with the "
+        "template reader and not used: leaving the colour word out of a fifth of the objects' captions "
+        "(`--colourless-share 0.2`, same seed and steps), meant to make the shape word carry the shape alone: "
+        "colour 95.0 %, shape 89.0 %, place 87.0 %, held-out shape 13.3 points below seen (against 95.5, 92.5, "
+        "90.0 and 11.7 for these weights) and small blue circles no better (19 of 29 against 20).",
         "",
         "## Data",
         f"Procedural and unlimited (`pipelines/shapes_world.py`): one shape ({one_share}%) or two small "
@@ -456,7 +464,8 @@ def main() -> None:
             "schedule_steps": plan.total_steps, "planned_from_speed": not (args.schedule_steps or args.max_steps),
             "ema_decay": args.ema_decay,
             "caption_dropout": args.caption_dropout, "channels": list(channels), "patch": args.patch,
-            "object_weight": args.object_weight, "two_object_share": args.two_object_share, "jitter": JITTER,
+            "object_weight": args.object_weight, "two_object_share": args.two_object_share,
+            "colourless_share": args.colourless_share, "jitter": JITTER,
             "high_noise_share": args.high_noise_share, "high_noise_from": args.high_noise_from,
             "parameters_millions": round(parameters / 1e6, 2), "threads": "/".join(map(str, sorted(set(threads_used)))),
             "minutes": round(trained_seconds / 60, 1), "device": "CPU",
@@ -490,7 +499,8 @@ def main() -> None:
             break
         started = time.perf_counter()
         clean, captions, weights = batch_tensors(
-            rng, args.batch_size, args.caption_dropout, args.patch, args.object_weight, args.two_object_share
+            rng, args.batch_size, args.caption_dropout, args.patch, args.object_weight, args.two_object_share,
+            args.colourless_share,
         )
         text = text_encoder(captions).standardized(statistics)
         loss = diffusion_loss(
