@@ -215,6 +215,23 @@ def _caption(scene: Scene, rng: random.Random, unseen_phrasing: bool, colourless
     )
 
 
+_OBJECT_WORDS = re.compile(rf"\b({'|'.join(COLOURS)}) ({'|'.join(SHAPES)})\b")
+
+
+def shape_shuffled_caption(caption: str, rng: random.Random) -> str:
+    """The caption with each object's shape word redrawn among the shapes trained with its colour.
+
+    Used only as context for the colour words' token embeddings: MiniLM's vector for "blue" in "blue square"
+    also says "square", and a model can learn to read the shape from it. From a redrawn context that vector no
+    longer predicts the drawn shape. Held-out pairs are never formed, not even in text."""
+
+    def redraw(match: re.Match) -> str:
+        colour = match.group(1)
+        return f"{colour} {rng.choice([s for s in SHAPES if not is_held_out(colour, s)])}"
+
+    return _OBJECT_WORDS.sub(redraw, caption)
+
+
 def training_batch(
     rng: random.Random, batch_size: int, two_object_share: float = 0.25, colourless_share: float = 0.0
 ) -> tuple[np.ndarray, list[str]]:

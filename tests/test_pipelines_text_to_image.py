@@ -15,7 +15,7 @@ from pipelines.imaging import pixel_difference
 from pipelines.shapes_world import random_scene
 from pipelines.weights import ModelSourceError
 from training.train_text_to_image import (
-    CachedTextEncoder, LearningRatePlan, batch_tensors, diffusion_loss, sample_timesteps,
+    CachedTextEncoder, LearningRatePlan, batch_tensors, diffusion_loss, object_colour_positions, sample_timesteps,
 )  # fmt: skip
 
 TINY = (32, 32, 32)
@@ -122,6 +122,19 @@ def test_cached_text_encoder_matches_the_encoder_and_pads_with_a_mask():
     assert torch.allclose(first.pooled, direct.pooled, atol=1e-3)
     assert torch.allclose(first.pooled.norm(dim=-1), torch.ones(3), atol=1e-3)
     assert torch.equal(again.pooled, first.pooled.flip(0)) and len(cached.cache) == 3
+
+
+def test_colour_context_swaps_only_the_objects_colour_word_vectors():
+    captions = ["a small blue square on the left, black background", "red circle and a white square, blue background"]
+    contexts = ["a small blue triangle on the left, black background", "red square and a white circle, blue background"]
+    cached = CachedTextEncoder()
+    plain, mixed, context = cached(captions), cached.with_colour_context(captions, contexts), cached(contexts)
+    assert [object_colour_positions(c) for c in captions] == [[3], [1, 5]]  # [CLS] counts; backgrounds do not
+    changed = (mixed.tokens != plain.tokens).any(dim=-1)
+    assert changed.nonzero().tolist() == [[0, 3], [1, 1], [1, 5]]
+    assert torch.equal(mixed.tokens[changed], context.tokens[changed])
+    assert torch.equal(mixed.pooled, plain.pooled) and torch.equal(mixed.mask, plain.mask)
+    assert torch.equal(cached(captions).tokens, plain.tokens)  # the cache is not written through
 
 
 def test_generation_is_deterministic_per_seed(tiny_pipeline):

@@ -11,7 +11,8 @@ from scipy import ndimage
 from pipelines.adherence import adherence_prompts, analyse_image, shape_overlaps
 from pipelines.shapes_world import (
     CELL_CENTRES, COLOURS, EVAL_ONLY_PLACE_PHRASES, EVAL_ONLY_TEMPLATES, IMAGE_SIZE, PALETTE, PLACE_PHRASES,
-    PLACES, SHAPES, Scene, ShapeObject, caption_scene, is_held_out, random_scene, render_scene, training_batch,
+    PLACES, SHAPES, Scene, ShapeObject, caption_scene, is_held_out, random_scene, render_scene, shape_shuffled_caption,
+    training_batch,
 )  # fmt: skip
 
 
@@ -62,6 +63,26 @@ def test_colourless_captions_leave_out_only_the_objects_colour_words():
     lone = [random_scene(rng, two_object_share=0.0) for _ in range(400)]
     left_out = sum(s.objects[0].colour not in caption_scene(s, rng, colourless_share=0.5) for s in lone)
     assert 150 < left_out < 250
+
+
+def test_shape_shuffled_captions_redraw_only_the_shape_words_and_never_form_a_held_out_pair():
+    rng = random.Random(6)
+    drawn_after: dict[str, set[str]] = {c: set() for c in COLOURS}
+    for caption in training_batch(random.Random(3), 400, two_object_share=0.25)[1]:
+        shuffled = shape_shuffled_caption(caption, rng)
+        words, new_words = caption.split(), shuffled.split()
+        assert len(words) == len(new_words)
+        for before, (word, new_word) in zip([None] + words, zip(words, new_words)):
+            if word.strip(",") in SHAPES and before in COLOURS:
+                assert not is_held_out(before, new_word.strip(","))
+                drawn_after[before].add(new_word.strip(","))
+            else:
+                assert word == new_word  # colours, sizes, places and background untouched
+    # every shape trained with a colour can be drawn, the caption's own included: the context says nothing
+    assert drawn_after == {c: {s for s in SHAPES if not is_held_out(c, s)} for c in COLOURS}
+    assert shape_shuffled_caption("a blue square on a red background", random.Random(0)) in {
+        "a blue square on a red background", "a blue triangle on a red background",
+    }  # fmt: skip
 
 
 def test_training_captions_never_use_the_evaluation_only_wordings():
