@@ -41,6 +41,11 @@ train-text-to-image: setup
 	$(PY) -m training.train_text_to_image --seed 0
 .PHONY: train-text-to-image
 
+# About 50 minutes: picks the Text -> Image tab's default scheduler and guidance on 600 validation prompts.
+select-sampling: setup
+	$(PY) -m training.select_sampling
+.PHONY: select-sampling
+
 # Pinned requirements against security/advisories.json, PyPI's vulnerability data and pip-audit where reachable.
 .PHONY: audit
 audit: setup

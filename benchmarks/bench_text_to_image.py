@@ -37,7 +37,27 @@ def adherence_rows() -> list[str]:
                       ("held_out_pairs", "held-out pairs"), ("unseen_wordings", "unseen wordings")):  # fmt: skip
         f = adherence[key]
         rows.append(f"| {name} | {f['prompts']} | {f['colour']} | {f['shape']} | {f['place']} | {f['all_three']} |")
-    return rows
+    return rows + validation_rows()
+
+
+def validation_rows() -> list[str]:
+    """What the default settings gave on the validation prompts they were chosen on (training.select_sampling)."""
+    path = repo_weights(WEIGHTS_NAME) / "sampling.json"
+    if not path.exists():
+        return []
+    record = json.loads(path.read_text())
+    choice = record["choice"]
+    chosen = next(t for t in record["trials"]
+                  if (t["scheduler"], t["guidance_scale"]) == (choice["scheduler"], choice["guidance_scale"]))  # fmt: skip
+    overall, seen, held = (chosen["adherence"][k] for k in ("overall", "seen_pairs", "held_out_pairs"))
+    return [
+        "",
+        f"The default scheduler and guidance were chosen on {record['validation']['prompts']} validation prompts "
+        f"(prompt seed {record['validation']['seed']}; `weights/{WEIGHTS_NAME}/sampling.json`), where they give "
+        f"colour {overall['colour']}, shape {overall['shape']}, place {overall['place']}, all three "
+        f"{overall['all_three']}; held-out pairs minus seen: colour {held['colour'] - seen['colour']:+.1f}, "
+        f"shape {held['shape'] - seen['shape']:+.1f}.",
+    ]
 
 
 def run() -> str:

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from pipelines.imaging import pixel_difference
+from pipelines.text_to_image_options import DEFAULT_SCHEDULER
 
 FAST = dict(negative_prompt="", steps=4, guidance_scale=4.0)
 
@@ -30,7 +31,7 @@ def test_text_to_image_returns_images_a_strip_and_pngs_with_their_parameters(cli
     assert saved.size == (64, 64)
     parameters = json.loads(saved.text["parameters"])
     assert parameters["prompt"].startswith("a large red circle") and parameters["seed"] == 42
-    assert parameters["steps"] == 4 and parameters["scheduler"] == "DPM-Solver++"
+    assert parameters["steps"] == 4 and parameters["scheduler"] == DEFAULT_SCHEDULER  # the tab's default when not sent
     assert "2 image(s)" in note
 
 
