@@ -47,13 +47,15 @@ def validation_rows() -> list[str]:
         return []
     record = json.loads(path.read_text())
     choice = record["choice"]
-    chosen = next(t for t in record["trials"]
-                  if (t["scheduler"], t["guidance_scale"]) == (choice["scheduler"], choice["guidance_scale"]))  # fmt: skip
-    overall, seen, held = (chosen["adherence"][k] for k in ("overall", "seen_pairs", "held_out_pairs"))
+    wanted = (choice["scheduler"], choice["guidance_scale"])
+    chosen = next(t for t in record["trials"] if (t["scheduler"], t["guidance_scale"]) == wanted)
+    checked = record.get("these_weights_at_choice", chosen)  # the grid may have run on earlier weights
+    overall, seen, held = (checked["adherence"][k] for k in ("overall", "seen_pairs", "held_out_pairs"))
     return [
         "",
         f"The default scheduler and guidance were chosen on {record['validation']['prompts']} validation prompts "
-        f"(prompt seed {record['validation']['seed']}; `weights/{WEIGHTS_NAME}/sampling.json`), where they give "
+        f"(prompt seed {record['validation']['seed']}; `weights/{WEIGHTS_NAME}/sampling.json`), where these "
+        "weights give "
         f"colour {overall['colour']}, shape {overall['shape']}, place {overall['place']}, all three "
         f"{overall['all_three']}; held-out pairs minus seen: colour {held['colour'] - seen['colour']:+.1f}, "
         f"shape {held['shape'] - seen['shape']:+.1f}.",

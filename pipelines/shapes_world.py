@@ -232,10 +232,28 @@ def shape_shuffled_caption(caption: str, rng: random.Random) -> str:
     return _OBJECT_WORDS.sub(redraw, caption)
 
 
+def training_scenes(
+    rng: random.Random, batch_size: int, two_object_share: float = 0.25, colourless_share: float = 0.0
+) -> tuple[np.ndarray, list[str], list[Scene]]:
+    """(batch_size, 64, 64, 3) uint8 images, their captions and scenes; never a held-out pair."""
+    scenes = [random_scene(rng, training=True, two_object_share=two_object_share) for _ in range(batch_size)]
+    images = np.stack([np.asarray(render_scene(s)) for s in scenes])
+    return images, [caption_scene(s, rng, colourless_share=colourless_share) for s in scenes], scenes
+
+
 def training_batch(
     rng: random.Random, batch_size: int, two_object_share: float = 0.25, colourless_share: float = 0.0
 ) -> tuple[np.ndarray, list[str]]:
     """(batch_size, 64, 64, 3) uint8 images and their captions; never a held-out pair."""
-    scenes = [random_scene(rng, training=True, two_object_share=two_object_share) for _ in range(batch_size)]
-    images = np.stack([np.asarray(render_scene(s)) for s in scenes])
-    return images, [caption_scene(s, rng, colourless_share=colourless_share) for s in scenes]
+    return training_scenes(rng, batch_size, two_object_share, colourless_share)[:2]
+
+
+def object_boxes(scene: Scene) -> np.ndarray:
+    """(64, 64) bool: the square box each object is drawn in (a circle's or triangle's corners included)."""
+    inside = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=bool)
+    for obj, (dx, dy) in zip(scene.objects, scene.offsets):
+        column, row = PLACES[obj.place]
+        cx, cy, half = CELL_CENTRES[column] + dx, CELL_CENTRES[row] + dy, HALF_EXTENT[obj.size]
+        # PIL fills the outline's end row and column too: a quarter of pixel cx + half at this supersampling
+        inside[max(0, cy - half) : cy + half + 1, max(0, cx - half) : cx + half + 1] = True
+    return inside

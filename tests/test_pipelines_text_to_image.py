@@ -82,6 +82,18 @@ def test_training_batches_weight_the_shapes_pixels_and_keep_patches_exact():
     assert pixels.shape == (6, 3, 64, 64) and torch.equal(t2i.images_to_patches(pixels, 8), clean)
 
 
+def test_box_weights_cover_every_shape_pixel_and_the_corners_around_round_and_pointed_shapes():
+    shape_weights = batch_tensors(
+        random.Random(8), 32, caption_dropout=0.0, patch=4, object_weight=4.0, weight_region="pixels"
+    )  # fmt: skip
+    box_clean, _, box_weights = batch_tensors(random.Random(8), 32, caption_dropout=0.0, patch=4, object_weight=4.0)
+    assert torch.equal(box_clean, shape_weights[0])  # the same images: only the weights differ
+    on_shape, in_box = (t2i.patches_to_images(w)[:, 0] > 1 for w in (shape_weights[2], box_weights))
+    assert not (on_shape & ~in_box).any()  # every shape pixel is in its box
+    corners = (in_box & ~on_shape).float().mean(dim=(1, 2))
+    assert corners.max() > 0.02 and corners.min() >= 0  # circles' and triangles' boxes reach past them
+
+
 def test_timesteps_favour_the_noisy_end_by_the_asked_share_and_follow_the_seed():
     def draw(share: float, seed: int = 0) -> torch.Tensor:
         return sample_timesteps(20_000, 1000, torch.Generator().manual_seed(seed), share, 700)

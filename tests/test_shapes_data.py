@@ -11,8 +11,8 @@ from scipy import ndimage
 from pipelines.adherence import adherence_prompts, analyse_image, shape_overlaps
 from pipelines.shapes_world import (
     CELL_CENTRES, COLOURS, EVAL_ONLY_PLACE_PHRASES, EVAL_ONLY_TEMPLATES, IMAGE_SIZE, PALETTE, PLACE_PHRASES,
-    PLACES, SHAPES, Scene, ShapeObject, caption_scene, is_held_out, random_scene, render_scene, shape_shuffled_caption,
-    training_batch,
+    PLACES, SHAPES, Scene, ShapeObject, caption_scene, is_held_out, object_boxes, random_scene, render_scene,
+    shape_shuffled_caption, training_batch,
 )  # fmt: skip
 
 
@@ -48,6 +48,17 @@ def test_training_batches_are_seeded_images_with_captions():
     assert images.shape == (8, IMAGE_SIZE, IMAGE_SIZE, 3) and images.dtype == np.uint8
     assert np.array_equal(images, again) and captions == same_captions
     assert len(set(captions)) == 8
+
+
+def test_object_boxes_are_the_squares_each_shape_is_drawn_in():
+    square = Scene((ShapeObject("red", "square", "large", "center"),), "black", ((0, 0),))
+    drawn = (np.asarray(render_scene(square)) != np.asarray(PALETTE["black"])).any(axis=-1)
+    assert np.array_equal(object_boxes(square), drawn)  # a square fills its box exactly
+    pair = Scene((ShapeObject("blue", "circle", "small", "top left"), ShapeObject("green", "triangle", "small",
+                  "bottom right")), "white", ((0, 0), (0, 0)))  # fmt: skip
+    boxes = object_boxes(pair)
+    shapes = (np.asarray(render_scene(pair)) != np.asarray(PALETTE["white"])).any(axis=-1)
+    assert not (shapes & ~boxes).any() and boxes.sum() == 2 * 17 * 17 > shapes.sum()
 
 
 def test_colourless_captions_leave_out_only_the_objects_colour_words():
