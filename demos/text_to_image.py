@@ -44,7 +44,8 @@ HOW_IT_WORKS = """
 - **Learned reverse denoising.** A UNet sees the noisy image, the step *t* and the prompt, and predicts
   what was there before the noise: Stable Diffusion predicts the added noise, this small model predicts the
   clean image (the two are equivalent: either gives the other; here the clean image trained much faster).
-  The loss is a plain mean squared error. Sampling starts from pure noise and denoises a little at a time;
+  The loss is a mean squared error in which each shape's box counts 4× the background (what the prompt
+  asks for is small). Sampling starts from pure noise and denoises a little at a time;
   a *scheduler* decides how big each step is (DDPM: many small random steps; DDIM, DPM-Solver++ and
   Euler: fewer, larger ones).
 - **The prompt.** A real pretrained text encoder (all-MiniLM-L6-v2) turns the prompt into one vector per
