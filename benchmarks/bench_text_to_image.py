@@ -12,6 +12,7 @@ from pipelines.text_to_image import (
     load_text_to_image,
 )  # fmt: skip
 from pipelines.weights import repo_weights
+from training.select_sampling import chosen_trial
 
 PROMPT = "a large red circle in the center on a black background"
 
@@ -46,10 +47,7 @@ def validation_rows() -> list[str]:
     if not path.exists():
         return []
     record = json.loads(path.read_text())
-    choice = record["choice"]
-    wanted = (choice["scheduler"], choice["guidance_scale"])
-    chosen = next(t for t in record["trials"] if (t["scheduler"], t["guidance_scale"]) == wanted)
-    checked = record.get("these_weights_at_choice", chosen)  # the grid may have run on earlier weights
+    checked = record.get("these_weights_at_choice", chosen_trial(record))  # the grid may have run on earlier weights
     overall, seen, held = (checked["adherence"][k] for k in ("overall", "seen_pairs", "held_out_pairs"))
     return [
         "",

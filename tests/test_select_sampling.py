@@ -7,7 +7,7 @@ import json
 from pipelines import text_to_image_options as options
 from pipelines.text_to_image import SCHEDULERS, WEIGHTS_NAME
 from pipelines.weights import WEIGHTS_DIR
-from training.select_sampling import VALIDATION_SEED, best_setting, target_margins
+from training.select_sampling import VALIDATION_SEED, best_setting, chosen_trial, target_margins
 
 FOLDER = WEIGHTS_DIR / WEIGHTS_NAME
 
@@ -44,10 +44,7 @@ def test_the_weakest_target_decides_and_all_three_breaks_ties():
 
 def test_the_tab_defaults_are_the_validation_choice_and_the_card_measures_them():
     record = json.loads((FOLDER / "sampling.json").read_text())
-    assert best_setting(record["trials"]) == next(
-        t for t in record["trials"]
-        if (t["scheduler"], t["guidance_scale"]) == (record["choice"]["scheduler"], record["choice"]["guidance_scale"])
-    )  # fmt: skip
+    assert best_setting(record["trials"]) == chosen_trial(record)
     assert record["choice"] == {"scheduler": options.DEFAULT_SCHEDULER, "guidance_scale": options.DEFAULT_GUIDANCE}
     assert record["validation"]["steps"] == options.DEFAULT_STEPS
     assert {t["scheduler"] for t in record["trials"]} == set(options.SCHEDULER_NAMES)

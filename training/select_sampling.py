@@ -51,6 +51,12 @@ def best_setting(trials: list[dict]) -> dict:
     return max(trials, key=lambda t: (min(t["margins"].values()), t["adherence"]["overall"]["all_three"]))
 
 
+def chosen_trial(record: dict) -> dict:
+    """The trial of a sampling.json record that its choice names."""
+    wanted = (record["choice"]["scheduler"], record["choice"]["guidance_scale"])
+    return next(t for t in record["trials"] if (t["scheduler"], t["guidance_scale"]) == wanted)
+
+
 def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
