@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.timing import format_seconds, median_seconds
 from pipelines.device import select_device
@@ -33,6 +34,19 @@ def fresh_process_load() -> dict[str, float]:
         [sys.executable, "-c", LOAD_SCRIPT], capture_output=True, text=True, check=True
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
+
+
+def forward_flops(generator: torch.nn.Module, latents: torch.Tensor) -> int:
+    """Floating-point operations of one forward pass (its transposed convolutions), by torch's flop counter."""
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        generator(latents)
+    return counter.get_total_flops()
+
+
+def matmul_flops_per_second(size: int = 2048) -> float:
+    """This CPU's float32 speed on the work it does best, one large matrix product: a practical ceiling."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    return 2 * size**3 / median_seconds(lambda: a @ b, repeats=7, warmup=2)
 
 
 def concurrent_single_faces(faces, pool: ThreadPoolExecutor, requests: int = 32) -> tuple[float, float, float]:
@@ -62,6 +76,9 @@ def run() -> str:
     with torch.inference_mode():
         forward_one = median_seconds(lambda: faces.generator(latents_1), repeats=20, warmup=3)
         forward_32 = median_seconds(lambda: faces.generator(latents_32), repeats=7, warmup=1)
+    flops_32 = forward_flops(faces.generator, latents_32)
+    peak = matmul_flops_per_second()
+    fastest_32 = flops_32 / peak  # 32 faces at the matmul speed: no batch can be faster
     with ThreadPoolExecutor(max_workers=32) as pool:
         # Untimed rounds first: oneDNN builds its kernels once per batch size (the first pass of a new
         # size is slower), and a long-running server has met the common sizes.
@@ -87,6 +104,11 @@ def run() -> str:
             f"| generator forward pass alone: 32 latents (median of 7) | {format_seconds(forward_32)} "
             f"({format_seconds(forward_32 / 32)} a face: batching can save at most "
             f"{forward_one / (forward_32 / 32):.1f}× of the compute) |",
+            f"| the same 32 latents at this CPU's float32 matrix-product speed ({peak / 1e9:.0f} GFLOP/s on a "
+            f"2048² matmul, median of 7; the pass itself reaches {flops_32 / forward_32 / 1e9:.0f} GFLOP/s): "
+            f"{flops_32 / 1e9:.1f} GFLOP | {format_seconds(fastest_32)} at best "
+            f"({format_seconds(fastest_32 / 32)} a face: at this speed a batch of 32 would be at most "
+            f"{forward_one / (fastest_32 / 32):.1f}× faster than one latent alone) |",
             f"| 32 one-face requests, one after another (median of 5) | {format_seconds(serial)} |",
             f"| 32 one-face requests from 32 threads at once, batched by `RequestBatcher` "
             f"(median of 5 after 3 untimed rounds; {passes:.0f} forward passes) | {format_seconds(together)} "
