@@ -47,7 +47,7 @@ def validation_rows() -> list[str]:
     if not path.exists():
         return []
     record = json.loads(path.read_text())
-    checked = record.get("these_weights_at_choice", chosen_trial(record))  # the grid may have run on earlier weights
+    checked = chosen_trial(record)
     overall, seen, held = (checked["adherence"][k] for k in ("overall", "seen_pairs", "held_out_pairs"))
     return [
         "",

@@ -46,8 +46,8 @@ HOW_IT_WORKS = """
   clean image (the two are equivalent: either gives the other; here the clean image trained much faster).
   The loss is a mean squared error in which each shape's box counts 4× the background (what the prompt
   asks for is small). Sampling starts from pure noise and denoises a little at a time;
-  a *scheduler* decides how big each step is (DDPM: many small random steps; DDIM, DPM-Solver++ and
-  Euler: fewer, larger ones).
+  a *scheduler* decides how each step is taken (DDPM: a random step that adds fresh noise each time;
+  DDIM, DPM-Solver++ and Euler: deterministic steps, so the seed only sets the starting noise).
 - **The prompt.** A real pretrained text encoder (all-MiniLM-L6-v2) turns the prompt into one vector per
   token, which the UNet reads through *cross-attention*, and one vector for the whole sentence, which is
   added to the step's embedding so every layer knows what was asked.
