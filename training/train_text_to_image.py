@@ -90,6 +90,7 @@ from pipelines.text_to_image import (  # noqa: E402
     images_to_patches, load_text_encoder, new_pipeline, unet_input, with_scheduler,
 )  # fmt: skip
 from pipelines.weights import MINILM_PACK, WEIGHTS_DIR  # noqa: E402
+from training.select_sampling import chosen_trial  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -324,19 +325,20 @@ def sampling_section(out: Path) -> list[str]:
         "| weakest margin |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    parts = ("overall", "seen_pairs", "held_out_pairs", "training_wordings", "unseen_wordings")
-    figures_of = {(t["scheduler"], t["guidance_scale"]): [t["adherence"][k] for k in parts] for t in record["trials"]}
-    chosen_figures = figures_of[(choice["scheduler"], choice["guidance_scale"])]
-    same = [name for (name, guidance), figures in figures_of.items()
-            if figures == chosen_figures and name != choice["scheduler"]]  # fmt: skip
+    chosen = chosen_trial(record)
+
+    def figures(trial: dict) -> list[dict]:  # every measured share; `settings` names the scheduler, so it is left out
+        return [trial["adherence"][k] for k in ("overall", "seen_pairs", "held_out_pairs", "training_wordings",
+                                                "unseen_wordings")]  # fmt: skip
+
+    same = [t["scheduler"] for t in record["trials"] if t is not chosen and figures(t) == figures(chosen)]
     if same:
         lines[2] += (f" {', '.join(same)} gave the same figures at that guidance (for a model that predicts the clean "
                      "image, DDIM's step is Euler's step on the same ODE): the tie goes to the first one tried.")
     for trial in record["trials"]:
         overall, seen, held = (trial["adherence"][k] for k in ("overall", "seen_pairs", "held_out_pairs"))
         gaps = " / ".join(f"{held[k] - seen[k]:+.1f}" for k in ("colour", "shape", "place"))
-        chosen = (trial["scheduler"], trial["guidance_scale"]) == (choice["scheduler"], choice["guidance_scale"])
-        name = f"**{trial['scheduler']}**" if chosen else trial["scheduler"]
+        name = f"**{trial['scheduler']}**" if trial is chosen else trial["scheduler"]
         lines.append(f"| {name} | {trial['guidance_scale']:g} | {overall['colour']} | {overall['shape']} | "
                      f"{overall['place']} | {overall['all_three']} | {gaps} | {min(trial['margins'].values()):+.1f} |")
     return lines
@@ -433,8 +435,9 @@ def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
         "shape is drawn in, not only the shape's own pixels (`--weight-region boxes`). Weighing only the pixels "
         "made painting the background around a shape cheap (weight 1, against 4 for missing one of its pixels), "
         "which favours filled shapes: the previous weights drew small blue circles as rounded squares. At the "
-        "tab's defaults then (20 steps of DDIM, guidance 6) they gave colour 94.0 %, shape 91.5 %, place 90.5 % and held-out shape 12.5 points below "
-        "seen on the 200 test prompts, and held-out shape 9.2 points below seen on the 600 validation prompts. "
+        "tab's defaults then (20 steps of DDIM, guidance 6) they gave colour 94.0 %, shape 91.5 %, place 90.5 % "
+        "and held-out shape 12.5 points below seen on the 200 test prompts, and held-out shape 9.2 points below "
+        "seen on the 600 validation prompts. "
         "The rule for replacing them was fixed before this run finished: these weights had to beat their "
         "weakest validation margin (+0.8) at the same settings; they reach +2.7.",
         "",
@@ -504,8 +507,9 @@ def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
         "guidance turns some orange shapes yellow. The held-out pair that composed worst is blue circle: at the "
         "tab's defaults small blue circles are right 6 of 10 times on the test prompts above and 29 of 33 on "
         "the 600 validation prompts, the misses read as squares (the previous weights, at DDIM guidance 6: 5 of 10 "
-        "and 19 of 33, mostly rounded squares), against 16 of 18 and 68 of 71 small circles of the other colours. On the previous weights the bias "
-        "came through the token embeddings, not the pooled one: given the tokens of the same prompt with "
+        "and 19 of 33, mostly rounded squares), against 16 of 18 and 68 of 71 small circles of the other colours. "
+        "On the previous weights the bias came through the token embeddings, not the pooled one: given the "
+        "tokens of the same prompt with "
         "\"red\" for \"blue\" (and the pooled embedding of the original), 26 of 29 such prompts gave circles, "
         "against 20 of 29 unchanged and 20 of 29 with only the pooled embedding swapped. "
         "The same prompt gives "
