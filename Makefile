@@ -57,8 +57,12 @@ loadtest: setup
 	$(PY) -m benchmarks benchmarks.loadtest
 .PHONY: loadtest
 
-# The README's desktop and phone screenshots, taken by the whole-app browser test.
+# The README's screenshots, taken by the browser tests: the whole app on a desktop and a phone, and one page a tab.
 screenshots: setup
-	$(PY) -m pytest tests/test_browser_app.py -q
+	$(PY) -m pytest tests/test_browser_*.py -q
 	cp artifacts/screenshots/app-desktop-*.png artifacts/screenshots/app-phone-*.png docs/screenshots/
+	cp artifacts/screenshots/text-to-image.png docs/screenshots/text-to-image.png
+	cp artifacts/screenshots/gan-faces-sample.png docs/screenshots/gan-faces.png
+	cp artifacts/screenshots/vae-interpolate.png docs/screenshots/vae-interpolation.png
+	cp artifacts/screenshots/text-generation-look-inside.png docs/screenshots/text-generation.png
 .PHONY: screenshots

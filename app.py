@@ -15,6 +15,10 @@ from pipelines.health import check_health
 # busy. Please try again." (API clients get HTTP 503 / gradio_client's QueueError).
 QUEUE_SIZE = int(os.environ.get("GENAI_PLAYGROUND_QUEUE_SIZE", "64"))
 
+# Gradio gives a height="auto" gallery a 450 px minimum, leaving a row of results in a mostly empty box;
+# this lets the result galleries fit their images (they still scroll past 55% of the screen's height).
+APP_CSS = ".gallery-container .grid-wrap.fixed-height { min-height: 0; }"
+
 # Tab order follows the product card; each module builds its own tab.
 TAB_MODULES = [text_to_image, gan_faces, vae_interpolation, text_generation]
 
@@ -54,5 +58,6 @@ if __name__ == "__main__":
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         max_file_size=f"{validation.MAX_UPLOAD_MB}mb",
+        css=APP_CSS,
         app_kwargs={"routes": [APIRoute("/healthz", healthz, methods=["GET", "HEAD"])]},
     )

@@ -314,9 +314,11 @@ def build() -> None:
                         columns=4, height="auto", format="png", elem_id="vae-reconstructions",
                     )  # fmt: skip
                     with gr.Row():
-                        animation = gr.Image(label="Animation", type="filepath", height=220)
-                        gif_file = gr.File(label="Download GIF")
-                        path_map = gr.Image(label="The path on the latent map", height=220, format="png")
+                        animation = gr.Image(label="Animation", type="filepath", height=220, elem_id="vae-animation")
+                        gif_file = gr.File(label="Download GIF", elem_id="vae-gif")
+                        path_map = gr.Image(
+                            label="The path on the latent map", height=220, format="png", elem_id="vae-path-map"
+                        )
 
         with gr.Tab("Latent map"):
             gr.Markdown(

@@ -19,6 +19,7 @@ from tests.conftest import SCREENSHOT_DIR
 PHONE = dict(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, device_scale_factor=1)
 ERROR_TOASTS = "[data-testid='toast-body'].error"
 TAB_TIMEOUT_SECONDS = 30
+NOTICE_TIMEOUT_MS = 20_000  # gr.Info closes itself after 10 s
 RESULT_TIMEOUT_MS = 240_000  # a model's first use loads it; on a busy 2-core machine that takes a while
 
 
@@ -90,6 +91,11 @@ def use_vae_interpolation(page: Page) -> str:
     page.locator("#vae-image-b img").first.wait_for(timeout=RESULT_TIMEOUT_MS)
     press(page, page.get_by_role("button", name="Interpolate", exact=True))
     wait_for_images(page, "#vae-frames", 10)
+    # The frames come first; the reconstructions, animation and path on the map follow in a second step.
+    wait_for_images(page, "#vae-reconstructions", 4)
+    wait_for_images(page, "#vae-animation", 1)
+    wait_for_images(page, "#vae-path-map", 1)
+    expect(page.locator("#vae-gif")).to_contain_text(".gif")
     return "#vae-frames"
 
 
@@ -118,7 +124,12 @@ TABS: list[tuple[str, Callable[[Page], str]]] = [
 
 
 def save_small_screenshot(page: Page, name: str, result_selector: str) -> None:
-    """The viewport with the result in it, as a 256-colour PNG (a fraction of a full-colour one's size)."""
+    """The viewport with the result in it, as a 256-colour PNG (a fraction of a full-colour one's size).
+
+    Notices such as "Loading the model" close by themselves after a few seconds; wait for that so they do not
+    hide the page.
+    """
+    expect(page.locator("[data-testid='toast-body']")).to_have_count(0, timeout=NOTICE_TIMEOUT_MS)
     page.locator(result_selector).first.scroll_into_view_if_needed()
     page.wait_for_timeout(300)  # let the scroll and lazy images settle
     image = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
