@@ -15,9 +15,19 @@ from pipelines.health import check_health
 # busy. Please try again." (API clients get HTTP 503 / gradio_client's QueueError).
 QUEUE_SIZE = int(os.environ.get("GENAI_PLAYGROUND_QUEUE_SIZE", "64"))
 
-# Gradio gives a height="auto" gallery a 450 px minimum, leaving a row of results in a mostly empty box;
-# this lets the result galleries fit their images (they still scroll past 55% of the screen's height).
-APP_CSS = ".gallery-container .grid-wrap.fixed-height { min-height: 0; }"
+# Gallery layout. Gradio gives a height="auto" gallery a 450 px minimum, leaving a row of results in a mostly
+# empty box: let it fit its images (it still scrolls past 55% of the screen's height). Gradio's columns are at
+# least 100 px wide, so 8 faces overflowed and were cut off on a 1024-px projector or a phone: let them shrink,
+# and on a phone wrap into rows of thumbnails at least 88 px wide instead.
+APP_CSS = """
+.gallery-container .grid-wrap.fixed-height { min-height: 0; }
+.gallery-container .grid-wrap .grid-container {
+  grid-template-columns: repeat(var(--grid-cols), minmax(0, 1fr)); grid-auto-rows: auto;
+}
+@media (max-width: 640px) {
+  .gallery-container .grid-wrap .grid-container { grid-template-columns: repeat(auto-fit, minmax(88px, 1fr)); }
+}
+"""
 
 # Tab order follows the product card; each module builds its own tab.
 TAB_MODULES = [text_to_image, gan_faces, vae_interpolation, text_generation]

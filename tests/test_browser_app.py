@@ -136,6 +136,16 @@ def save_small_screenshot(page: Page, name: str, result_selector: str) -> None:
     image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(SCREENSHOT_DIR / name, optimize=True)
 
 
+def assert_no_gallery_cut_off(page: Page, tab: str) -> None:
+    """Every visible gallery shows all its columns: none wider than its box (Gradio's default 100-px columns were)."""
+    too_wide = page.evaluate(
+        "() => [...document.querySelectorAll('.gallery-container .grid-wrap')]"
+        ".filter(g => g.offsetParent !== null && g.scrollWidth > g.clientWidth + 1)"
+        ".map(g => (g.closest('[id]') || g).id + ': ' + g.scrollWidth + ' px in ' + g.clientWidth)"
+    )
+    assert not too_wide, f"{tab}: galleries cut off at the side: {too_wide}"
+
+
 def assert_no_error_toast(page: Page, tab: str) -> None:
     toasts = page.locator(ERROR_TOASTS)
     assert toasts.count() == 0, f"{tab}: error shown: {toasts.first.inner_text()}"
@@ -145,6 +155,7 @@ def test_every_tab_works_on_a_desktop_screen(page):
     for name, use in TABS:
         result = use(page)
         assert_no_error_toast(page, name)
+        assert_no_gallery_cut_off(page, name)
         save_small_screenshot(page, f"app-desktop-{name}.png", result)
 
     # The toast check above can fail: a refused input shows exactly such a toast, naming the limit.
@@ -167,6 +178,7 @@ def test_every_tab_is_usable_on_a_phone(browser, app_url):
             # Nothing wider than the screen: a phone user should never scroll sideways to reach a control.
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 1, f"{name}: the page is {overflow} px wider than the phone's screen"
+            assert_no_gallery_cut_off(page, name)
             save_small_screenshot(page, f"app-phone-{name}.png", result)
     finally:
         context.close()
