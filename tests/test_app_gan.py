@@ -54,6 +54,14 @@ def test_face_arithmetic_shows_the_target_at_increasing_strengths(client):
     ]  # fmt: skip
 
 
+def test_face_arithmetic_works_from_the_tabs_own_picks(client):
+    # No arguments: gradio_client sends the tab's defaults, which must be a working example (the smile vector).
+    edited = client.predict(api_name="/face_arithmetic")
+    assert len(edited) == 5 and edited[0]["caption"] == "strength +0.00"
+    start, end = gallery_images(edited)[0], gallery_images(edited)[-1]
+    assert pixel_difference(start, end) > 5.0  # the vector visibly changes the face
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [

@@ -7,6 +7,7 @@ import pytest
 from gradio_client import handle_file
 from PIL import Image
 
+from demos import vae_interpolation
 from pipelines.imaging import pixel_difference
 from pipelines.vae import load_vae
 
@@ -113,6 +114,20 @@ def test_attribute_vector_shows_the_target_at_increasing_strengths(client):
             model="digits", with_feature=[], without_feature=["3"], target="4", strength=2.0,
             api_name="/vae_attribute_vector",
         )  # fmt: skip
+
+
+def test_attribute_vector_works_from_the_tabs_own_picks(client):
+    # No arguments: gradio_client sends the tab's defaults, the faces model's glasses picks.
+    edited = client.predict(api_name="/vae_attribute_vector")
+    assert len(edited) == 5
+    assert pixel_difference(*(Image.open(edited[i]["image"]).convert("RGB") for i in (0, -1))) > 5
+
+
+@pytest.mark.parametrize("model", ["faces", "digits"])
+def test_each_models_starting_picks_change_the_example_visibly(model):
+    picks_with, picks_without, target = vae_interpolation._starting_picks(model)
+    edited = vae_interpolation.vae_attribute_vector(model, picks_with, picks_without, target, 2.0)
+    assert pixel_difference(edited[0][0], edited[-1][0]) > 5
 
 
 def test_latent_map_draws_the_map_and_decodes_the_chosen_point(client):
