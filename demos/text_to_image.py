@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
-from pathlib import Path
 
 import gradio as gr
 
 from demos import validation
+from demos.outputs import output_folder
 from pipelines.health import TEXT_TO_IMAGE, load_model
 from pipelines.imaging import upscale
 from pipelines.text_to_image_options import (
@@ -72,10 +71,6 @@ def model_choices() -> list[str]:
     return [LOCAL_MODEL] + [m for m in HUB_TEXT_TO_IMAGE if m in allowed]
 
 
-def _temporary_folder() -> Path:
-    return Path(tempfile.mkdtemp(prefix="text-to-image-"))
-
-
 def text_to_image(
     prompt, negative_prompt="", steps=DEFAULT_STEPS, guidance_scale=DEFAULT_GUIDANCE, seed=0,
     scheduler=DEFAULT_SCHEDULER, count=1, model=LOCAL_MODEL, progress=gr.Progress(),
@@ -111,7 +106,7 @@ def text_to_image(
     )  # fmt: skip
     seconds = time.perf_counter() - started
 
-    folder = _temporary_folder()
+    folder = output_folder("text-to-image-")
     downloads = []
     for index, image in enumerate(result.images, start=1):
         parameters = {

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import tempfile
 import warnings
-from pathlib import Path
 
 import gradio as gr
 from PIL import Image, ImageOps
 
 from demos import validation
+from demos.outputs import output_path
 from pipelines.health import VAE_DIGITS, VAE_FACES, load_model
 from pipelines.imaging import save_gif, upscale
 from pipelines.vae import MAX_FRAMES, MAX_SAMPLES, TrainedVAEPipeline, VAEPipeline, load_vae, pixel_upscale
@@ -66,12 +65,6 @@ def _display(image: Image.Image) -> Image.Image:
 def _as_input(image: Image.Image) -> Image.Image:
     """An example for image A or B, enlarged by repeating pixels so the model gets the exact original back."""
     return pixel_upscale(image, max(1, 192 // image.width))
-
-
-def _temporary_file(suffix: str) -> Path:
-    handle = tempfile.NamedTemporaryFile(prefix="vae-", suffix=suffix, delete=False)
-    handle.close()
-    return Path(handle.name)
 
 
 def _pipeline(model) -> VAEPipeline:
@@ -162,7 +155,7 @@ def show_interpolation_details(details):
         (_display(result.inputs[1]), "B as the model sees it"),
         (_display(result.reconstructions[1]), "B reconstructed"),
     ]
-    gif_path = save_gif([upscale(frame.convert("RGB"), 256) for frame in result.frames], _temporary_file(".gif"))
+    gif_path = save_gif([upscale(frame.convert("RGB"), 256) for frame in result.frames], output_path(".gif", "vae-"))
     path_map = None
     pipeline = load_vae(details["model"])
     if isinstance(pipeline, TrainedVAEPipeline):
