@@ -105,7 +105,7 @@ def _text_generator(model: str) -> TextGenerator:
 
 
 def _check_prompt(prompt) -> str:
-    if not isinstance(prompt, str) or not prompt.strip():
+    if not validation.text(prompt, "The prompt").strip():
         raise gr.Error("The prompt is empty: type at least one word.")
     return prompt
 
@@ -202,7 +202,7 @@ def _sizes_by_order(corpus: str) -> str:
 
 
 def _check_corpus(corpus) -> str:
-    if not isinstance(corpus, str) or not split_words(corpus):
+    if not split_words(validation.text(corpus, "The corpus")):
         raise gr.Error("The corpus is empty: paste some text or pick a sample text.")
     size = len(corpus.encode("utf-8"))
     if size > MAX_CORPUS_BYTES:

@@ -76,8 +76,8 @@ def text_to_image(
     scheduler=DEFAULT_SCHEDULER, count=1, model=LOCAL_MODEL, progress=gr.Progress(),
 ):  # fmt: skip
     """Generate 1 to 4 images for a prompt; returns the images, the look-inside strip, PNGs and a note."""
-    prompt = (prompt or "").strip()
-    negative_prompt = (negative_prompt or "").strip()
+    prompt = validation.text(prompt, "Prompt").strip()
+    negative_prompt = validation.text(negative_prompt, "Negative prompt").strip()
     for text, name in ((prompt, "Prompt"), (negative_prompt, "Negative prompt")):
         if len(text) > MAX_PROMPT_CHARS:
             raise gr.Error(f"{name} is limited to {MAX_PROMPT_CHARS:,} characters (got {len(text):,}).")

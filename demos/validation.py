@@ -39,6 +39,21 @@ def number_in_range(value, name: str, low: float, high: float) -> float:
     return number
 
 
+def text(value, name: str) -> str:
+    """A string that is valid Unicode ("" for None). A raw API call can send lone UTF-16 surrogates, on which
+    tokenizers and encoders fail with no message for the user."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise gr.Error(f"{name} must be text (got {type(value).__name__}).")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        message = f"{name} has a character that is not valid text (at position {error.start}): remove it."
+        raise gr.Error(message) from None
+    return value
+
+
 def seed(value, name: str = "Seed") -> int:
     return whole_number(value, name, 0, MAX_SEED)
 

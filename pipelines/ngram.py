@@ -64,7 +64,7 @@ class NgramModel:
         n = int(n)
         words = split_words(corpus)
         if not words:
-            raise ValueError("The corpus has no words.")
+            raise ValueError("The corpus has no words: it needs at least one.")
         tokens = words + [END_OF_TEXT]
         counts: list[dict[tuple[str, ...], Counter]] = [{} for _ in range(n)]
         for position, next_word in enumerate(tokens):

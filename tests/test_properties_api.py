@@ -5,6 +5,7 @@ only a result or a clear refusal naming the limit out; never a hang, a traceback
 from __future__ import annotations
 
 import json
+import urllib.request
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -33,10 +34,11 @@ GENERIC_CRASH = "has not enabled verbose error reporting"  # what Gradio says wh
 
 
 def is_json(value) -> bool:
-    """NaN, infinities and the like cannot travel in JSON: gradio_client refuses them before sending."""
+    """NaN, infinities and the like cannot travel in JSON: gradio_client refuses them before sending, and its
+    HTTP library cannot encode lone surrogates (raw HTTP can send them escaped: tested below)."""
     try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
+        json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
         return False
     return True
 
@@ -106,6 +108,29 @@ def test_an_endpoint_answers_random_inputs_with_a_result_or_a_clear_refusal(clie
             assert_clear_refusal(error)
 
     one_call()
+
+
+def raw_call(app_url: str, api_name: str, data: list) -> str:
+    """POST an API call as JSON with escapes (as any HTTP client may) and return the event stream's text."""
+    body = json.dumps({"data": data}).encode()  # ensure_ascii: a lone surrogate travels as "\\ud800"
+    request = urllib.request.Request(f"{app_url}gradio_api/call{api_name}", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        event_id = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(f"{app_url}gradio_api/call{api_name}/{event_id}", timeout=CALL_TIMEOUT) as response:
+        return response.read().decode()
+
+
+@pytest.mark.parametrize("api_name, field, message", [
+    ("/text_to_image", "prompt", "Prompt has a character that is not valid text"),
+    ("/generate_text", "prompt", "The prompt has a character that is not valid text"),
+    ("/ngram_generate", "corpus", "The corpus has a character that is not valid text"),
+    ("/compare_text", "prompt", "The prompt has a character that is not valid text"),
+])  # fmt: skip
+def test_text_with_a_lone_surrogate_is_refused_by_name(app_url, api, api_name, field, message):
+    # Tokenizers and UTF-8 encoders fail on it; the handler used to crash with Gradio's bare "Error".
+    arguments = dict(api["valid"][api_name]) | {field: "a red \ud800 circle"}
+    stream = raw_call(app_url, api_name, list(arguments.values()))
+    assert "event: error" in stream and message in stream, stream[-500:]
 
 
 def test_the_server_still_serves_after_the_random_inputs(client):
