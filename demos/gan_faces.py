@@ -95,10 +95,18 @@ def interpolate_faces(seed_a, seed_b, frames, truncation=DEFAULT_TRUNCATION):
     return _display(images, captions), str(gif_path), str(gif_path)
 
 
-def show_grid(seed, truncation):
+def show_grid(seed, truncation, shown_grid):
+    """The numbered faces to pick from. Picks made on another grid mean nothing here: a new grid clears them
+    (the example's grid gets the example's picks back); the same grid again keeps them."""
     seed = validation.seed(seed, "Grid seed")
-    faces = face_pipeline().sample(seed, GRID_SIZE, _truncation(truncation))
-    return _display(faces, [f"#{i + 1}" for i in range(GRID_SIZE)])
+    truncation = _truncation(truncation)
+    faces = face_pipeline().sample(seed, GRID_SIZE, truncation)
+    grid = _display(faces, [f"#{i + 1}" for i in range(GRID_SIZE)])
+    if [seed, truncation] == shown_grid:
+        return grid, gr.skip(), gr.skip(), shown_grid
+    is_example = (seed, truncation) == (SMILE_EXAMPLE["seed"], DEFAULT_TRUNCATION)
+    picks_a, picks_b = (SMILE_EXAMPLE["group_a"], SMILE_EXAMPLE["group_b"]) if is_example else ([], [])
+    return grid, picks_a, picks_b, [seed, truncation]
 
 
 def face_arithmetic(seed, truncation, group_a, group_b, target, strength):
@@ -208,10 +216,12 @@ def build() -> None:
                     edited = gr.Gallery(
                         label="Face + strength × (mean A − mean B)", columns=5, height="auto", format="png"
                     )
-            # The grid fills in when the tab opens, so there is always something to pick from.
+            # The grid fills in when the tab opens, so there is always something to pick from; the picks
+            # above belong to the grid last shown (at first, the example's).
+            shown_grid = gr.State([SMILE_EXAMPLE["seed"], DEFAULT_TRUNCATION])
             gr.on(
-                [arithmetic_tab.select, grid_button.click],
-                show_grid, [grid_seed, grid_truncation], grid, api_visibility="private", **CONCURRENCY,
+                [arithmetic_tab.select, grid_button.click], show_grid, [grid_seed, grid_truncation, shown_grid],
+                [grid, group_a, group_b, shown_grid], api_visibility="private", **CONCURRENCY,
             )  # fmt: skip
             arithmetic_button.click(
                 face_arithmetic,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gradio as gr
 import numpy as np
 import pytest
 from PIL import Image
 
+from demos import gan_faces
 from pipelines.imaging import pixel_difference
 
 
@@ -60,6 +62,16 @@ def test_face_arithmetic_works_from_the_tabs_own_picks(client):
     assert len(edited) == 5 and edited[0]["caption"] == "strength +0.00"
     start, end = gallery_images(edited)[0], gallery_images(edited)[-1]
     assert pixel_difference(start, end) > 5.0  # the vector visibly changes the face
+
+
+def test_a_new_grid_clears_the_picks_made_on_another():
+    example = [gan_faces.SMILE_EXAMPLE["seed"], gan_faces.DEFAULT_TRUNCATION]
+    grid, picks_a, picks_b, shown = gan_faces.show_grid(8, 1.5, example)
+    assert len(grid) == gan_faces.GRID_SIZE and picks_a == picks_b == [] and shown == [8, 1.5]
+    _, picks_a, picks_b, shown = gan_faces.show_grid(8, 1.5, shown)  # the same grid again: picks kept
+    assert picks_a == picks_b == gr.skip() and shown == [8, 1.5]
+    _, picks_a, picks_b, shown = gan_faces.show_grid(*example, shown)  # back to the example's grid
+    assert (picks_a, picks_b) == (gan_faces.SMILE_EXAMPLE["group_a"], gan_faces.SMILE_EXAMPLE["group_b"])
 
 
 @pytest.mark.parametrize(
