@@ -201,7 +201,8 @@ def build() -> None:
                     )
                     grid_button = gr.Button("Show 16 faces")
                     group_a = validation.CheckedCheckboxGroup(
-                        numbers, value=SMILE_EXAMPLE["group_a"], label="Group A: faces WITH the feature"
+                        numbers, value=SMILE_EXAMPLE["group_a"], label="Group A: faces WITH the feature",
+                        elem_id="gan-group-a",
                     )
                     group_b = validation.CheckedCheckboxGroup(
                         numbers, value=SMILE_EXAMPLE["group_b"], label="Group B: faces WITHOUT it"
@@ -214,7 +215,8 @@ def build() -> None:
                 with gr.Column(scale=3):
                     grid = gr.Gallery(label="Pick from these", columns=8, height="auto", format="png")
                     edited = gr.Gallery(
-                        label="Face + strength × (mean A − mean B)", columns=5, height="auto", format="png"
+                        label="Face + strength × (mean A − mean B)", columns=5, height="auto", format="png",
+                        elem_id="gan-edited",
                     )
             # The grid fills in when the tab opens, so there is always something to pick from; the picks
             # above belong to the grid last shown (at first, the example's).
@@ -223,13 +225,18 @@ def build() -> None:
                 [arithmetic_tab.select, grid_button.click], show_grid, [grid_seed, grid_truncation, shown_grid],
                 [grid, group_a, group_b, shown_grid], api_visibility="private", **CONCURRENCY,
             )  # fmt: skip
+            # The grid is brought up to date first, so the picks always name faces on screen (a changed
+            # seed clears them, and the refusal then says to pick).
             arithmetic_button.click(
+                show_grid, [grid_seed, grid_truncation, shown_grid], [grid, group_a, group_b, shown_grid],
+                api_visibility="private", **CONCURRENCY,
+            ).success(
                 face_arithmetic,
                 [grid_seed, grid_truncation, group_a, group_b, target, strength],
                 edited,
                 api_name="face_arithmetic",
                 **CONCURRENCY,
-            )
+            )  # fmt: skip
 
         with gr.Tab("How it works"):
             gr.Markdown(HOW_IT_WORKS)

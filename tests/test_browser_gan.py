@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from playwright.sync_api import expect
+
 from tests.conftest import SCREENSHOT_DIR
 
 
@@ -33,3 +35,18 @@ def test_interpolating_in_the_browser_shows_frames(page):
     assert frames.locator("img").count() >= 12
     wait_until_every_image_has_loaded(page, "#gan-interpolation-gallery")
     page.screenshot(path=SCREENSHOT_DIR / "gan-faces-interpolate.png", full_page=True)
+
+
+def test_latent_arithmetic_works_at_once_and_clears_picks_on_a_new_grid(page):
+    page.get_by_role("tab", name="GAN Faces").click()
+    page.get_by_role("tab", name="Latent arithmetic").click()
+    add = page.get_by_role("button", name="Add A − B to the face")
+    add.click()  # the smile vector is already picked
+    page.locator("#gan-edited img").nth(4).wait_for(timeout=60_000)
+    assert page.locator("#gan-group-a input:checked").count() == 4
+
+    # A new seed, then Add: the grid is redrawn, the old picks (faces of another grid) cleared, and the user told.
+    page.get_by_label("Grid seed").fill("8")
+    add.click()
+    expect(page.locator("[data-testid='toast-body'].error").first).to_contain_text("Pick at least one face")
+    assert page.locator("#gan-group-a input:checked").count() == 0
