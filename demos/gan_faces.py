@@ -97,13 +97,13 @@ def interpolate_faces(seed_a, seed_b, frames, truncation=DEFAULT_TRUNCATION):
 
 def show_grid(seed, truncation, shown_grid):
     """The numbered faces to pick from. Picks made on another grid mean nothing here: a new grid clears them
-    (the example's grid gets the example's picks back); the same grid again keeps them."""
+    (the example's grid gets the example's picks back); the grid already on screen is left as it is."""
     seed = validation.seed(seed, "Grid seed")
     truncation = _truncation(truncation)
+    if [seed, truncation] == shown_grid:  # every Add click comes here first: no need to draw it again
+        return gr.skip(), gr.skip(), gr.skip(), shown_grid
     faces = face_pipeline().sample(seed, GRID_SIZE, truncation)
     grid = _display(faces, [f"#{i + 1}" for i in range(GRID_SIZE)])
-    if [seed, truncation] == shown_grid:
-        return grid, gr.skip(), gr.skip(), shown_grid
     is_example = (seed, truncation) == (SMILE_EXAMPLE["seed"], DEFAULT_TRUNCATION)
     picks_a, picks_b = (SMILE_EXAMPLE["group_a"], SMILE_EXAMPLE["group_b"]) if is_example else ([], [])
     return grid, picks_a, picks_b, [seed, truncation]
@@ -219,8 +219,8 @@ def build() -> None:
                         elem_id="gan-edited",
                     )
             # The grid fills in when the tab opens, so there is always something to pick from; the picks
-            # above belong to the grid last shown (at first, the example's).
-            shown_grid = gr.State([SMILE_EXAMPLE["seed"], DEFAULT_TRUNCATION])
+            # above belong to the grid last shown (none yet: the first one drawn is the example's).
+            shown_grid = gr.State(None)
             gr.on(
                 [arithmetic_tab.select, grid_button.click], show_grid, [grid_seed, grid_truncation, shown_grid],
                 [grid, group_a, group_b, shown_grid], api_visibility="private", **CONCURRENCY,
