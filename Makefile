@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test test-fast lint format bench clean
 
 setup: $(STAMP)
 
@@ -19,8 +19,22 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-packs.txt
 run: setup
 	$(PY) app.py
 
-test: setup
+# Everything CI runs: lint and format checks, then every test (unit, pipelines, the live app, the browser).
+test: setup lint
 	$(PY) -m pytest
+
+# The quick loop while coding: unit and pipeline tests, no live app, no browser, no big model (under a minute).
+test-fast: setup
+	$(PY) -m pytest -q -m "not app and not browser and not slow"
+
+# ruff: lint and formatting, configured in pyproject.toml. `make format` rewrites the files.
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: setup
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 bench: setup
 	$(PY) -m benchmarks

@@ -8,8 +8,8 @@ import gradio as gr
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from demos import faults, gan_faces, text_generation, text_to_image, validation, vae_interpolation
-from pipelines.health import check_health
+from demos import common, faults, gan_faces, text_generation, text_to_image, vae_interpolation, validation
+from pipelines.core.health import check_health
 
 # Requests waiting beyond this many are refused at once, and the page says "This application is currently
 # busy. Please try again." (API clients get HTTP 503 / gradio_client's QueueError).
@@ -29,7 +29,7 @@ APP_CSS = """
 }
 """
 
-# Tab order follows the product card; each module builds its own tab.
+# Tab order follows the product card; each module builds its own tab (the interface: demos/common.py).
 TAB_MODULES = [text_to_image, gan_faces, vae_interpolation, text_generation]
 
 INTRO = """
@@ -50,6 +50,7 @@ def build_app() -> gr.Blocks:
             for module in TAB_MODULES:
                 with gr.Tab(module.TAB_TITLE, id=module.TAB_ID):
                     module.build()
+                    common.how_it_works(module.HOW_IT_WORKS)
     app.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE)
     faults.guard_events(app)  # a switched-off model, out of memory, a time limit: clear messages in every tab
     return app

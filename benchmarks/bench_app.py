@@ -1,4 +1,5 @@
-"""Cold start (from `python app.py` to the first page served), and what a client that leaves mid-stream costs the next one."""
+"""Cold start (from `python app.py` to the first page served), and what a client that leaves mid-stream costs the
+next one."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 from pathlib import Path
 
 from benchmarks.timing import format_seconds
-from tests.conftest import free_port, launched_app, wait_for_http
+from tools.app_process import free_port, launched_app, wait_for_http
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,9 +21,12 @@ def cold_start_seconds() -> float:
     env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
     start = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "app.py"], cwd=REPO_ROOT, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [sys.executable, "app.py"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/", process)
         return time.perf_counter() - start
@@ -51,9 +55,11 @@ def after_a_client_leaves(repeats: int = 3) -> tuple[list[float], list[float]]:
         for _ in range(repeats):
             leaving = Client(url, verbose=False)
             job = leaving.submit(
-                prompt="Write a very long story about the sea.", max_new_tokens=1024, temperature=0,
+                prompt="Write a very long story about the sea.",
+                max_new_tokens=1024,
+                temperature=0,
                 api_name="/generate_text",
-            )  # fmt: skip
+            )
             while len(job.outputs()) < 3 and not job.done():
                 time.sleep(0.05)
             job.cancel()

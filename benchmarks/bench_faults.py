@@ -7,7 +7,7 @@ import threading
 import time
 
 from benchmarks.timing import format_seconds, median_seconds
-from pipelines import health
+from pipelines.core import health, registry
 
 T2I_STEPS = 20
 T2I_REQUESTS = 4
@@ -16,9 +16,9 @@ BUDGET_SECONDS = 1.0
 
 def _text_to_image_seconds(concurrent: int) -> float:
     """Wall time for T2I_REQUESTS one-image requests of T2I_STEPS steps, `concurrent` at a time."""
-    from pipelines.text_to_image import generate
+    from pipelines.diffusion.text_to_image import generate
 
-    pipeline = health.load_model(health.TEXT_TO_IMAGE)
+    pipeline = registry.load("shapes-world")
     pending = list(range(T2I_REQUESTS))
     lock = threading.Lock()
 
@@ -41,9 +41,9 @@ def _text_to_image_seconds(concurrent: int) -> float:
 
 def _budget_overshoot() -> float:
     """Seconds past a BUDGET_SECONDS budget until a 100-step, 4-image generation has stopped."""
-    from pipelines.text_to_image import generate
+    from pipelines.diffusion.text_to_image import generate
 
-    pipeline = health.load_model(health.TEXT_TO_IMAGE)
+    pipeline = registry.load("shapes-world")
     started = time.perf_counter()
     try:
         generate(pipeline, "a blue square", steps=100, count=4, max_seconds=BUDGET_SECONDS)
@@ -53,8 +53,8 @@ def _budget_overshoot() -> float:
 
 
 def run() -> str:
-    for name in health.MODELS:  # every built-in model loaded, so every probe runs
-        health.load_model(name)
+    for spec in registry.MODELS.builtin_specs():  # every built-in model loaded, so every probe runs
+        registry.load(spec.id)
     full_check = median_seconds(lambda: health.check_health(max_age=0), repeats=5)
     cached = median_seconds(lambda: health.check_health(max_age=60), repeats=50)
     probes = {}
@@ -67,12 +67,10 @@ def run() -> str:
     overshoot = statistics.median(_budget_overshoot() for _ in range(3))
 
     rows = [
-        f"| `/healthz` work with every model loaded: all probes, uncached (median of 5) | {format_seconds(full_check)} |",
+        "| `/healthz` work with every model loaded: all probes, uncached (median of 5) | "
+        f"{format_seconds(full_check)} |",
         f"| `/healthz` answer from its 5 s cache (median of 50) | {cached * 1e6:.0f} µs |",
-        *[
-            f"| probe: {name} (median of 5) | {statistics.median(times):.1f} ms |"
-            for name, times in probes.items()
-        ],
+        *[f"| probe: {name} (median of 5) | {statistics.median(times):.1f} ms |" for name, times in probes.items()],
         f"| text-to-image: {T2I_REQUESTS} requests of {T2I_STEPS} steps, one at a time (median of 3) "
         f"| {format_seconds(one_at_a_time)} ({T2I_REQUESTS / one_at_a_time:.2f} images/s) |",
         f"| the same, two at a time (median of 3) | {format_seconds(two_at_a_time)} "
@@ -84,7 +82,7 @@ def run() -> str:
         [
             "## Health, time budget and concurrency",
             "",
-            "In-process, no server: `pipelines.health.check_health` (what `/healthz` runs), the text-to-image "
+            "In-process, no server: `pipelines.core.health.check_health` (what `/healthz` runs), the text-to-image "
             "time budget (`generate(max_seconds=...)`) and text-to-image throughput with one or two requests "
             "running at once (the app's concurrency limit for that model).",
             "",

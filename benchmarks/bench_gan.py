@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,15 +12,16 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.timing import format_seconds, median_seconds
-from pipelines.device import select_device
-from pipelines.gan import face_pipeline, truncated_latents
+from pipelines.core import registry
+from pipelines.core.device import select_device
+from pipelines.gan.faces import truncated_latents
 
 LOAD_SCRIPT = """
 import json, time
 start = time.perf_counter()
 import torch
-from pipelines.device import select_device
-from pipelines.gan import load_face_generator
+from pipelines.core.device import select_device
+from pipelines.gan.faces import load_face_generator
 imported = time.perf_counter()
 choice = select_device()
 load_face_generator(choice.device, choice.dtype)
@@ -30,9 +30,7 @@ print(json.dumps({"import": imported - start, "load": time.perf_counter() - impo
 
 
 def fresh_process_load() -> dict[str, float]:
-    output = subprocess.run(
-        [sys.executable, "-c", LOAD_SCRIPT], capture_output=True, text=True, check=True
-    ).stdout
+    output = subprocess.run([sys.executable, "-c", LOAD_SCRIPT], capture_output=True, text=True, check=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -68,7 +66,7 @@ def concurrent_single_faces(faces, pool: ThreadPoolExecutor, requests: int = 32)
 def run() -> str:
     loads = sorted((fresh_process_load() for _ in range(3)), key=lambda r: r["load"])
     load = loads[1]  # the median run by load time
-    faces = face_pipeline()
+    faces = registry.load("gan-faces")
     one = median_seconds(lambda: faces.sample(seed=1, count=1), repeats=20, warmup=3)
     sixty_four = median_seconds(lambda: faces.sample(seed=1, count=64), repeats=7, warmup=1)
     # The generator alone: how much a batch can save at best, before any per-request work.

@@ -12,8 +12,9 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.timing import format_seconds
-from pipelines.text_generation import BUILTIN_MODEL, SMOLLM2_GGUF, SamplingSettings, load_text_generator
-from pipelines.weights import SMOLLM2_PACK, pack_file
+from pipelines.core import registry
+from pipelines.core.weights import SMOLLM2_PACK, pack_file
+from pipelines.text.generation import SMOLLM2_GGUF, SamplingSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NEW_TOKENS = 128
@@ -23,9 +24,9 @@ RUNS = 3
 LOAD_SCRIPT = """
 import json, time
 start = time.perf_counter()
-from pipelines.text_generation import load_text_generator
+from pipelines.text.generation import load_builtin_text_generator
 imported = time.perf_counter()
-load_text_generator()
+load_builtin_text_generator()
 print(json.dumps({"import": imported - start, "load": time.perf_counter() - imported}))
 """
 
@@ -70,7 +71,7 @@ def fresh_process_load(cache_dir: str | None = None) -> float:
 
 def transformers_generation() -> tuple[float, float, int]:
     """Median time to first token, decode tokens/s and tokens written: greedy, in chat mode."""
-    generator = load_text_generator(BUILTIN_MODEL)
+    generator = registry.load("smollm2-135m")
     settings = SamplingSettings(max_new_tokens=NEW_TOKENS, temperature=0, repetition_penalty=1.0, chat=True)
     generator.generate(PROMPT, SamplingSettings(max_new_tokens=8, temperature=0))  # warm-up
     firsts, rates, counts = [], [], []
@@ -87,7 +88,7 @@ def llama_cpp_generation() -> dict | None:
     python = os.environ.get("LLAMA_CPP_PYTHON", sys.executable)
     gguf = str(pack_file(SMOLLM2_PACK, SMOLLM2_GGUF))
     # Exactly the chat-templated token ids the transformers run reads.
-    prepared = load_text_generator(BUILTIN_MODEL).prepare_prompt(PROMPT, SamplingSettings(chat=True))
+    prepared = registry.load("smollm2-135m").prepare_prompt(PROMPT, SamplingSettings(chat=True))
     prompt_ids = json.dumps(prepared.input_ids[0].tolist())
     command = [python, "-c", LLAMA_CPP_SCRIPT, gguf, prompt_ids, str(NEW_TOKENS), str(RUNS)]
     try:  # llama.cpp's threads spin-wait, and crawl when other work shares the cores
@@ -115,11 +116,12 @@ def run() -> str:
         "",
         "| what | figure |",
         "| --- | --- |",
-        f"| first load in a fresh process: GGUF de-quantised and saved as safetensors (one run) | {format_seconds(first_load)} |",
+        "| first load in a fresh process: GGUF de-quantised and saved as safetensors (one run) | "
+        f"{format_seconds(first_load)} |",
         f"| cached load in a fresh process (median of {RUNS}) | {format_seconds(statistics.median(cached_loads))} |",
         f"| transformers: time to first token (median of {RUNS}) | {format_seconds(first_token)} |",
         f"| transformers: decode speed (median of {RUNS}) | {decode_rate:.1f} tokens/s |",
-    ]  # fmt: skip
+    ]
     llama = llama_cpp_generation()
     if llama is None:
         lines.append("| llama.cpp on the same GGUF file | not measured (llama-cpp-python not installed) |")
@@ -130,7 +132,9 @@ def run() -> str:
         first = statistics.median(r["first"] for r in runs)
         rate = statistics.median(r["decode"] for r in runs)
         version = llama["version"]
-        lines.append(f"| llama.cpp (llama-cpp-python {version}, 2 threads): time to first token | {format_seconds(first)} |")
+        lines.append(
+            f"| llama.cpp (llama-cpp-python {version}, 2 threads): time to first token | {format_seconds(first)} |"
+        )
         lines.append(f"| llama.cpp: decode speed (median of {RUNS}, 4-bit weights) | {rate:.1f} tokens/s |")
     lines += [
         "",

@@ -6,12 +6,10 @@ import json
 import time
 
 from benchmarks.timing import format_seconds, median_seconds
-from pipelines.device import select_device
-from pipelines.text_to_image import (
-    DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, DEFAULT_STEPS, LOCAL_MODEL, SCHEDULERS, WEIGHTS_NAME, generate,
-    load_text_to_image,
-)  # fmt: skip
-from pipelines.weights import repo_weights
+from pipelines.core.device import select_device
+from pipelines.core.weights import repo_weights
+from pipelines.diffusion.options import DEFAULT_SCHEDULER, GUIDANCE, STEPS
+from pipelines.diffusion.text_to_image import SCHEDULERS, WEIGHTS_NAME, generate, load_builtin_text_to_image
 from training.select_sampling import chosen_trial
 
 PROMPT = "a large red circle in the center on a black background"
@@ -34,8 +32,12 @@ def adherence_rows() -> list[str]:
         "| prompts | count | colour | shape | place | all three |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for key, name in (("overall", "all"), ("seen_pairs", "seen colour+shape pairs"),
-                      ("held_out_pairs", "held-out pairs"), ("unseen_wordings", "unseen wordings")):  # fmt: skip
+    for key, name in (
+        ("overall", "all"),
+        ("seen_pairs", "seen colour+shape pairs"),
+        ("held_out_pairs", "held-out pairs"),
+        ("unseen_wordings", "unseen wordings"),
+    ):
         f = adherence[key]
         rows.append(f"| {name} | {f['prompts']} | {f['colour']} | {f['shape']} | {f['place']} | {f['all_three']} |")
     return rows + validation_rows()
@@ -62,13 +64,20 @@ def validation_rows() -> list[str]:
 
 def run() -> str:
     started = time.perf_counter()
-    pipeline = load_text_to_image(LOCAL_MODEL)
+    pipeline = load_builtin_text_to_image()
     generate(pipeline, PROMPT, steps=1)  # the first call also loads the text encoder
     load_seconds = time.perf_counter() - started
 
     def one_image(scheduler: str = DEFAULT_SCHEDULER, count: int = 1):
-        return lambda: generate(pipeline, PROMPT, steps=DEFAULT_STEPS, guidance_scale=DEFAULT_GUIDANCE,
-                                seed=1, scheduler_name=scheduler, count=count)  # fmt: skip
+        return lambda: generate(
+            pipeline,
+            PROMPT,
+            steps=STEPS.default,
+            guidance_scale=GUIDANCE.default,
+            seed=1,
+            scheduler_name=scheduler,
+            count=count,
+        )
 
     default = median_seconds(one_image(), repeats=5)
     four = median_seconds(one_image(count=4), repeats=3)
@@ -76,15 +85,16 @@ def run() -> str:
     rows = [
         "## Text → Image (shapes-world diffusion model, 64×64)",
         "",
-        f"Device: {select_device().label}. Default settings: {DEFAULT_STEPS} steps of {DEFAULT_SCHEDULER}, "
-        f"guidance {DEFAULT_GUIDANCE} (two UNet passes a step), prompt “{PROMPT}”.",
+        f"Device: {select_device().label}. Default settings: {STEPS.default} steps of {DEFAULT_SCHEDULER}, "
+        f"guidance {GUIDANCE.default} (two UNet passes a step), prompt “{PROMPT}”.",
         "",
         "| what | median |",
         "| --- | --- |",
-        f"| load the pipeline and the MiniLM text encoder, first image of 1 step (once) | {format_seconds(load_seconds)} |",
+        "| load the pipeline and the MiniLM text encoder, first image of 1 step (once) | "
+        f"{format_seconds(load_seconds)} |",
         f"| 1 image at the default settings (median of 5) | {format_seconds(default)} |",
         f"| 4 images in one call (median of 3) | {format_seconds(four)} ({format_seconds(four / 4)} an image) |",
     ]
     for name, seconds in by_scheduler.items():
-        rows.append(f"| 1 image, {DEFAULT_STEPS} steps of {name} (median of 3) | {format_seconds(seconds)} |")
+        rows.append(f"| 1 image, {STEPS.default} steps of {name} (median of 3) | {format_seconds(seconds)} |")
     return "\n".join(rows + [""] + adherence_rows())

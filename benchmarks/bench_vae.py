@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from benchmarks.timing import format_seconds, median_seconds
-from pipelines.device import select_device
-from pipelines.vae import load_vae
+from pipelines.core import registry
+from pipelines.core.device import select_device
 
 INTERPOLATION_FRAMES = 16
 
 
 def run() -> str:
     rows = []
-    for name in ("faces", "digits"):
-        pipeline = load_vae(name)
+    for name in ("vae-faces", "vae-digits"):
+        pipeline = registry.load(name)
         examples = pipeline.example_images()
-        one = median_seconds(lambda: pipeline.reconstruct(examples[:1]), repeats=20, warmup=3)
-        sixteen = median_seconds(lambda: pipeline.reconstruct(examples[:16]), repeats=10, warmup=2)
+        first, first_16 = examples[:1], examples[:16]
+        one = median_seconds(partial(pipeline.reconstruct, first), repeats=20, warmup=3)
+        sixteen = median_seconds(partial(pipeline.reconstruct, first_16), repeats=10, warmup=2)
         walk = median_seconds(
-            lambda: pipeline.interpolate(examples[0], examples[1], INTERPOLATION_FRAMES), repeats=10, warmup=2
+            partial(pipeline.interpolate, examples[0], examples[1], INTERPOLATION_FRAMES), repeats=10, warmup=2
         )
         # Small convolutions can suffer from thread hand-offs when other processes share the cores.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
-        one_thread = median_seconds(lambda: pipeline.reconstruct(examples[:1]), repeats=20, warmup=3)
+        one_thread = median_seconds(partial(pipeline.reconstruct, first), repeats=20, warmup=3)
         torch.set_num_threads(threads)
         size = f"{pipeline.image_size}×{pipeline.image_size}"
         rows += [

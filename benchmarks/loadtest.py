@@ -20,17 +20,17 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 from urllib.parse import urlparse
 
 import numpy as np
 from PIL import Image
 
 from benchmarks.timing import format_seconds
-from tests.conftest import free_port, wait_for_http
+from tools.app_process import free_port, wait_for_http
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -56,17 +56,25 @@ def mixed_requests(seed: int, images: tuple[str, str]) -> list[Request]:
         ("/interpolate_faces", dict(seed_a=seed, seed_b=seed + 1, frames=8, truncation=1.5)),
         (
             "/vae_interpolate",
-            dict(image_a=handle_file(images[0]), image_b=handle_file(images[1]), frames=6, model="faces",
-                 method="slerp"),
-        ),  # fmt: skip
+            dict(
+                image_a=handle_file(images[0]), image_b=handle_file(images[1]), frames=6, model="faces", method="slerp"
+            ),
+        ),
         ("/vae_sample_prior", dict(model="digits", seed=seed, count=8)),
         ("/generate_text", dict(prompt="Name a colour.", max_new_tokens=8, seed=seed, mode="Chat")),
         ("/ngram_generate", dict(corpus=CORPUS, n=3, prompt="The sea", max_words=30, seed=seed)),
         (
             "/text_to_image",
-            dict(prompt="a small red circle on the left", negative_prompt="", steps=4, guidance_scale=4.0,
-                 seed=seed, scheduler="DPM-Solver++", count=1),
-        ),  # fmt: skip
+            dict(
+                prompt="a small red circle on the left",
+                negative_prompt="",
+                steps=4,
+                guidance_scale=4.0,
+                seed=seed,
+                scheduler="DPM-Solver++",
+                count=1,
+            ),
+        ),
     ]
 
 
@@ -415,14 +423,14 @@ def describe_memory(report: RunReport, baseline: int, after: int) -> str:
 def single_faces_through_the_app(url: str, pid: int | None, requests: int = 32, repeats: int = 3) -> str:
     """Seconds for `requests` one-face `/sample_faces` requests: one after another, then all at once.
 
-    The app batches concurrent GAN requests into shared forward passes (pipelines/batching.py), so this is
+    The app batches concurrent GAN requests into shared forward passes (pipelines/core/batching.py), so this is
     the issue's "32 concurrent single-face requests vs one at a time", measured end to end. The CPU time
     of one request, the server's and the calling gradio_client's, shows what bounds the concurrent case:
     both share this machine's cores.
     """
     one_by_one, together, server_cpu, client_cpu = [], [], [], []
     client = new_client(url)
-    for repeat in range(repeats):
+    for _ in range(repeats):
         server_before, client_before = tree_cpu_seconds(pid) if pid else 0.0, own_cpu_seconds()
         started = time.monotonic()
         for seed in range(requests):
@@ -470,11 +478,14 @@ def load_test(url: str, pid: int | None, settings: Settings) -> str:
         endpoints = len(mixed_requests(0, images))
         warm = warm_up(url, mixed_requests(0, images), settings.max_seconds)
         report = run_clients(
-            url, settings.clients, settings.requests_per_client,
+            url,
+            settings.clients,
+            settings.requests_per_client,
             # Client i's request j: endpoints in turn, so every endpoint gets an even share of the load.
             lambda i, j: mixed_requests(1000 + i * 100 + j, images)[(i * settings.requests_per_client + j) % endpoints],
-            settings.max_seconds, pid,
-        )  # fmt: skip
+            settings.max_seconds,
+            pid,
+        )
         sections = [describe_load(report, warm)]
     if settings.single_faces:
         sections.append(single_faces_through_the_app(url, pid))
@@ -484,9 +495,13 @@ def load_test(url: str, pid: int | None, settings: Settings) -> str:
             time.sleep(2)  # let the last responses' buffers go
         baseline = tree_rss_bytes(pid) if pid else 0
         memory = run_clients(
-            url, settings.memory_clients, per_client,
-            lambda i, j: cheap_requests(i * per_client + j)[j % 2], settings.max_seconds, pid,
-        )  # fmt: skip
+            url,
+            settings.memory_clients,
+            per_client,
+            lambda i, j: cheap_requests(i * per_client + j)[j % 2],
+            settings.max_seconds,
+            pid,
+        )
         if pid:
             time.sleep(2)
             sections.append(describe_memory(memory, baseline, tree_rss_bytes(pid)))

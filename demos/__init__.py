@@ -1,1 +1,1 @@
-"""One module per tab: UI and event wiring only. Each exposes TAB_TITLE and build()."""
+"""One module per tab: UI and event wiring only. The interface every tab module has: demos/common.py."""

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import gradio as gr
 
-from pipelines.health import free_accelerator_memory, is_out_of_memory
-from pipelines.weights import ModelSourceError
+from pipelines.core.device import free_accelerator_memory, is_out_of_memory
+from pipelines.core.weights import ModelSourceError
 
 OUT_OF_MEMORY_MESSAGE = (
     "The model ran out of memory on this machine. Lower the size or the number of images, faces, frames "

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demos import validation
+from demos import common, validation
 from demos.outputs import output_path
-from pipelines.gan import MAX_FACES, MAX_FRAMES, TRUNCATION_RANGE
-from pipelines.health import GAN_FACES, load_model
-from pipelines.imaging import image_grid, save_gif, save_png, upscale
+from pipelines.core import registry
+from pipelines.core.imaging import image_grid, save_gif, save_png, upscale
+from pipelines.gan.options import FACES, FRAMES, STRENGTH, TRUNCATION
 
 TAB_TITLE = "GAN Faces"
 TAB_ID = "gan-faces"
+# Requests run side by side so the pipeline can batch them into shared forward passes.
+CONCURRENCY = common.concurrency("gan-faces", 32)
 
 DISPLAY_SIZE = 192  # the model draws 64x64; shown 3x larger
 GRID_SIZE = 16  # faces in the latent-arithmetic grid
-DEFAULT_TRUNCATION = 1.5
-ARITHMETIC_STEPS = 5  # results shown from strength 0 to the chosen strength
-# Requests run side by side so the pipeline can batch them into shared forward passes;
-# the three events share one limit, as they share one model.
-CONCURRENCY = dict(concurrency_limit=32, concurrency_id="gan-faces")
 
 HOW_IT_WORKS = """
-### How it works
 - **Generator vs discriminator.** A GAN trains two networks against each other: the *generator* G turns a
   random vector **z** into an image; the *discriminator* D sees real photos and G's fakes and learns to tell
   them apart. G improves by fooling D (D maximises log D(x) + log(1 − D(G(z))); G minimises it). Only the
@@ -39,7 +35,7 @@ HOW_IT_WORKS = """
 
 # The Latent arithmetic tab starts from a vector that works (checked by eye): on grid seed 7, faces 2, 4, 13
 # and 15 smile showing their teeth and 1, 7, 8 and 14 do not; adding the difference makes face 8 smile.
-SMILE_EXAMPLE = dict(seed=7, group_a=["2", "4", "13", "15"], group_b=["1", "7", "8", "14"], target="8", strength=2.0)
+SMILE_EXAMPLE = dict(seed=7, group_a=["2", "4", "13", "15"], group_b=["1", "7", "8", "14"], target="8")
 
 SLERP_NOTE = (
     "Frames follow a **spherical** path (slerp): random Gaussian vectors all lie near a sphere, and a straight "
@@ -49,13 +45,7 @@ SLERP_NOTE = (
 
 def face_pipeline():
     """The DCGAN, loaded on first use; switched off with a clear message if its weights fail to load."""
-    return load_model(GAN_FACES)
-
-
-def _seed_box(value: int, label: str, **layout) -> gr.Number:
-    # No precision or minimum: Gradio would round 1.5 silently and fail on "abc" with a generic
-    # error; demos.validation refuses both with a clear message instead.
-    return gr.Number(value=value, label=label, step=1, **layout)
+    return registry.load("gan-faces")
 
 
 def _display(images, captions=None):
@@ -68,13 +58,13 @@ def _display(images, captions=None):
 
 
 def _truncation(value) -> float:
-    return validation.number_in_range(value, "Truncation", *TRUNCATION_RANGE)
+    return validation.in_range(value, TRUNCATION, "Truncation")
 
 
-def sample_faces(seed, count, truncation):
+def sample_faces(seed=42, count=FACES.default, truncation=TRUNCATION.default):
     """Sample `count` faces for a seed; returns the gallery and a PNG grid to download."""
     seed = validation.seed(seed)
-    count = validation.whole_number(count, "Number of faces", 1, MAX_FACES)
+    count = validation.in_range(count, FACES, "Number of faces")
     truncation = _truncation(truncation)
     faces = face_pipeline().sample(seed, count, truncation)
     captions = [f"#{i + 1}" for i in range(count)]  # short: captions overlay the face
@@ -83,11 +73,11 @@ def sample_faces(seed, count, truncation):
     return _display(faces, captions), str(grid_path)
 
 
-def interpolate_faces(seed_a, seed_b, frames, truncation=DEFAULT_TRUNCATION):
+def interpolate_faces(seed_a=42, seed_b=7, frames=FRAMES.default, truncation=TRUNCATION.default):
     """Frames from seed_a's first face to seed_b's, plus an animated GIF."""
     seed_a = validation.seed(seed_a, "Seed A")
     seed_b = validation.seed(seed_b, "Seed B")
-    frames = validation.whole_number(frames, "Frames", 2, MAX_FRAMES)
+    frames = validation.in_range(frames, FRAMES, "Frames")
     truncation = _truncation(truncation)
     images = face_pipeline().interpolate(seed_a, seed_b, frames, truncation)
     gif_path = save_gif([upscale(i, 256) for i in images], output_path(".gif", "gan-faces-"))
@@ -104,7 +94,7 @@ def show_grid(seed, truncation, shown_grid):
         return gr.skip(), gr.skip(), gr.skip(), shown_grid
     faces = face_pipeline().sample(seed, GRID_SIZE, truncation)
     grid = _display(faces, [f"#{i + 1}" for i in range(GRID_SIZE)])
-    is_example = (seed, truncation) == (SMILE_EXAMPLE["seed"], DEFAULT_TRUNCATION)
+    is_example = (seed, truncation) == (SMILE_EXAMPLE["seed"], TRUNCATION.default)
     picks_a, picks_b = (SMILE_EXAMPLE["group_a"], SMILE_EXAMPLE["group_b"]) if is_example else ([], [])
     return grid, picks_a, picks_b, [seed, truncation]
 
@@ -113,13 +103,11 @@ def face_arithmetic(seed, truncation, group_a, group_b, target, strength):
     """Add mean(z of group A) − mean(z of group B) to the target face at several strengths."""
     seed = validation.seed(seed, "Grid seed")
     truncation = _truncation(truncation)
-    strength = validation.number_in_range(strength, "Strength", -4.0, 4.0)
+    strength = validation.in_range(strength, STRENGTH, "Strength")
     picks_a, picks_b = validation.feature_groups(group_a, group_b, GRID_SIZE, "face")
     target_index = validation.whole_number(target, "Face to edit", 1, GRID_SIZE) - 1
-    strengths = [strength * k / (ARITHMETIC_STEPS - 1) for k in range(ARITHMETIC_STEPS)]
-    images = face_pipeline().attribute_edit(
-        seed, picks_a, picks_b, target_index, strengths, truncation, GRID_SIZE
-    )
+    strengths = common.strength_ladder(strength)
+    images = face_pipeline().attribute_edit(seed, picks_a, picks_b, target_index, strengths, truncation, GRID_SIZE)
     return _display(images, [f"strength {s:+.2f}" for s in strengths])
 
 
@@ -132,29 +120,32 @@ def build() -> None:
         with gr.Tab("Sample"):
             with gr.Row():
                 with gr.Column(scale=1, min_width=260):
-                    with gr.Row():
-                        seed = _seed_box(42, "Seed", scale=3)
-                        dice = gr.Button("Random seed", scale=1, min_width=80)
-                    count = validation.CheckedSlider(1, MAX_FACES, value=16, step=1, label="Number of faces")
-                    truncation = validation.CheckedSlider(
-                        *TRUNCATION_RANGE, value=DEFAULT_TRUNCATION, step=0.05,
-                        label="Truncation (lower = more typical faces, higher = more variety)",
-                    )  # fmt: skip
+                    seed = common.seed_row(42)
+                    count = common.slider(FACES, "Number of faces")
+                    truncation = common.slider(
+                        TRUNCATION, "Truncation (lower = more typical faces, higher = more variety)"
+                    )
                     sample_button = gr.Button("Sample faces", variant="primary")
                     grid_file = gr.File(label="Download all (PNG grid)")
                 with gr.Column(scale=3):
                     gallery = gr.Gallery(
-                        label="Generated faces", columns=8, height="auto", object_fit="contain",
-                        format="png", elem_id="gan-sample-gallery",
-                    )  # fmt: skip
+                        label="Generated faces",
+                        columns=8,
+                        height="auto",
+                        object_fit="contain",
+                        format="png",
+                        elem_id="gan-sample-gallery",
+                    )
             gr.Examples(
                 [[42, 16, 1.5], [7, 8, 0.5], [2024, 32, 2.5]],
                 inputs=[seed, count, truncation],
                 label="Try these (compare truncation 0.5 and 2.5)",
             )
-            dice.click(validation.random_seed, outputs=seed, api_visibility="private")
             sample_button.click(
-                sample_faces, [seed, count, truncation], [gallery, grid_file], api_name="sample_faces",
+                sample_faces,
+                [seed, count, truncation],
+                [gallery, grid_file],
+                api_name="sample_faces",
                 **CONCURRENCY,
             )
 
@@ -162,18 +153,19 @@ def build() -> None:
             gr.Markdown(SLERP_NOTE)
             with gr.Row():
                 with gr.Column(scale=1, min_width=260):
-                    seed_a = _seed_box(42, "Seed A")
-                    seed_b = _seed_box(7, "Seed B")
-                    frames = validation.CheckedSlider(2, MAX_FRAMES, value=12, step=1, label="Frames")
-                    walk_truncation = validation.CheckedSlider(
-                        *TRUNCATION_RANGE, value=DEFAULT_TRUNCATION, step=0.05, label="Truncation"
-                    )
+                    seed_a = common.seed_row(42, "Seed A")
+                    seed_b = common.seed_row(7, "Seed B")
+                    frames = common.slider(FRAMES, "Frames")
+                    walk_truncation = common.slider(TRUNCATION, "Truncation")
                     interpolate_button = gr.Button("Interpolate", variant="primary")
                 with gr.Column(scale=3):
                     frame_strip = gr.Gallery(
-                        label="Frames (A → B)", columns=6, height="auto", format="png",
+                        label="Frames (A → B)",
+                        columns=6,
+                        height="auto",
+                        format="png",
                         elem_id="gan-interpolation-gallery",
-                    )  # fmt: skip
+                    )
                     with gr.Row():
                         animation = gr.Image(label="Animation", type="filepath", height=260)
                         gif_file = gr.File(label="Download GIF")
@@ -195,48 +187,53 @@ def build() -> None:
             numbers = [str(i) for i in range(1, GRID_SIZE + 1)]
             with gr.Row():
                 with gr.Column(scale=1, min_width=260):
-                    grid_seed = _seed_box(SMILE_EXAMPLE["seed"], "Grid seed")
-                    grid_truncation = validation.CheckedSlider(
-                        *TRUNCATION_RANGE, value=DEFAULT_TRUNCATION, step=0.05, label="Truncation"
-                    )
+                    grid_seed = common.seed_row(SMILE_EXAMPLE["seed"], "Grid seed")
+                    grid_truncation = common.slider(TRUNCATION, "Truncation")
                     grid_button = gr.Button("Show 16 faces")
                     group_a = validation.CheckedCheckboxGroup(
-                        numbers, value=SMILE_EXAMPLE["group_a"], label="Group A: faces WITH the feature",
+                        numbers,
+                        value=SMILE_EXAMPLE["group_a"],
+                        label="Group A: faces WITH the feature",
                         elem_id="gan-group-a",
                     )
                     group_b = validation.CheckedCheckboxGroup(
                         numbers, value=SMILE_EXAMPLE["group_b"], label="Group B: faces WITHOUT it"
                     )
                     target = gr.Dropdown(numbers, value=SMILE_EXAMPLE["target"], label="Face to edit")
-                    strength = validation.CheckedSlider(
-                        -4, 4, value=SMILE_EXAMPLE["strength"], step=0.1, label="Strength"
-                    )
+                    strength = common.slider(STRENGTH, "Strength")
                     arithmetic_button = gr.Button("Add A − B to the face", variant="primary")
                 with gr.Column(scale=3):
                     grid = gr.Gallery(label="Pick from these", columns=8, height="auto", format="png")
                     edited = gr.Gallery(
-                        label="Face + strength × (mean A − mean B)", columns=5, height="auto", format="png",
+                        label="Face + strength × (mean A − mean B)",
+                        columns=5,
+                        height="auto",
+                        format="png",
                         elem_id="gan-edited",
                     )
             # The grid fills in when the tab opens, so there is always something to pick from; the picks
             # above belong to the grid last shown (none yet: the first one drawn is the example's).
             shown_grid = gr.State(None)
             gr.on(
-                [arithmetic_tab.select, grid_button.click], show_grid, [grid_seed, grid_truncation, shown_grid],
-                [grid, group_a, group_b, shown_grid], api_visibility="private", **CONCURRENCY,
-            )  # fmt: skip
+                [arithmetic_tab.select, grid_button.click],
+                show_grid,
+                [grid_seed, grid_truncation, shown_grid],
+                [grid, group_a, group_b, shown_grid],
+                api_visibility="private",
+                **CONCURRENCY,
+            )
             # The grid is brought up to date first, so the picks always name faces on screen (a changed
             # seed clears them, and the refusal then says to pick).
             arithmetic_button.click(
-                show_grid, [grid_seed, grid_truncation, shown_grid], [grid, group_a, group_b, shown_grid],
-                api_visibility="private", **CONCURRENCY,
+                show_grid,
+                [grid_seed, grid_truncation, shown_grid],
+                [grid, group_a, group_b, shown_grid],
+                api_visibility="private",
+                **CONCURRENCY,
             ).success(
                 face_arithmetic,
                 [grid_seed, grid_truncation, group_a, group_b, target, strength],
                 edited,
                 api_name="face_arithmetic",
                 **CONCURRENCY,
-            )  # fmt: skip
-
-        with gr.Tab("How it works"):
-            gr.Markdown(HOW_IT_WORKS)
+            )

@@ -6,32 +6,31 @@ import functools
 
 import gradio as gr
 
-from demos import validation
-from pipelines.ngram import END_OF_TEXT, MAX_ORDER, MIN_ORDER, NgramModel, join_words, split_words
-from pipelines.health import TEXT_LM, load_model
-from pipelines.sample_texts import SAMPLE_TEXTS
-from pipelines.text_generation import (
+from demos import common, validation
+from pipelines.core import registry
+from pipelines.text.generation import Generation, SamplingSettings, TextGenerator, TokenChoice
+from pipelines.text.ngram import END_OF_TEXT, MAX_ORDER, NgramModel, join_words, split_words
+from pipelines.text.options import (
     BUILTIN_MODEL,
+    MAX_CORPUS_BYTES,
     MAX_NEW_TOKENS,
-    Generation,
-    SamplingSettings,
-    TextGenerator,
-    TokenChoice,
-    load_text_generator,
-    text_generator_is_loaded,
-    text_model_choices,
+    MODES,
+    NGRAM_ORDER,
+    NGRAM_WORDS,
+    REPETITION_PENALTY,
+    TEMPERATURE,
+    TOP_K,
+    TOP_P,
 )
-from pipelines.weights import ModelSourceError
+from pipelines.text.sample_texts import SAMPLE_TEXTS
 
 TAB_TITLE = "Text Generation"
 TAB_ID = "text-generation"
+# One generation at a time on the model, shared by every event that runs it; others wait in the queue.
+CONCURRENCY = common.concurrency("text-lm", 1)
 
-MAX_CORPUS_BYTES = 1_000_000
-MAX_WORDS = 500
 CANDIDATE_ROWS = 12
 OWN_TEXT = "(your own text)"
-# One generation at a time on the model, shared by every event that runs it; others wait in the queue.
-LM_CONCURRENCY = dict(concurrency_id="text-lm", concurrency_limit=1)
 
 # Probability bands for colouring tokens; readable from the back of a room.
 BANDS = (
@@ -42,7 +41,7 @@ BANDS = (
 )
 
 HOW_IT_WORKS = """
-### How it works
+### The transformer
 - **One token at a time.** The model reads the prompt, scores every one of its 49,152 tokens as the
   possible next one, picks one, appends it and repeats. That is all "writing" is for a language model.
 - **Attention instead of counting.** An n-gram model only sees the last n−1 words and can only repeat
@@ -56,9 +55,7 @@ HOW_IT_WORKS = """
   other controls reshaped it): red tokens were surprising picks, green ones near-certain.
 - **This model.** SmolLM2-135M-Instruct (Hugging Face, Apache-2.0), 135 M parameters, 30 layers, a
   context of 8,192 tokens, shipped here as a 4-bit GGUF file and run with transformers.
-"""
 
-NGRAM_HOW = """
 ### The n-gram model
 Count, in the corpus, which word follows each run of **n − 1** words; to write, look at the last n − 1
 words and draw the next one in proportion to those counts. If that context never occurred, **back off**
@@ -73,35 +70,32 @@ so the number of contexts grows with n (in principle like V^(n−1) for a vocabu
 
 
 def _sampling_settings(max_new_tokens, temperature, top_p, seed, top_k, repetition_penalty, mode) -> SamplingSettings:
-    if mode not in ("Chat", "Completion"):
+    if mode not in MODES:
         raise gr.Error(f"mode must be 'Chat' or 'Completion' (got {mode!r}).")
     return SamplingSettings(
-        max_new_tokens=validation.whole_number(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS),
-        temperature=validation.number_in_range(temperature, "temperature", 0.0, 2.0),
-        top_k=validation.whole_number(top_k, "top_k", 0, 500),
-        top_p=validation.number_in_range(top_p, "top_p", 0.01, 1.0),
-        repetition_penalty=validation.number_in_range(repetition_penalty, "repetition_penalty", 1.0, 2.0),
+        max_new_tokens=validation.in_range(max_new_tokens, MAX_NEW_TOKENS, "max_new_tokens"),
+        temperature=validation.in_range(temperature, TEMPERATURE, "temperature"),
+        top_k=validation.in_range(top_k, TOP_K, "top_k"),
+        top_p=validation.in_range(top_p, TOP_P, "top_p"),
+        repetition_penalty=validation.in_range(repetition_penalty, REPETITION_PENALTY, "repetition_penalty"),
         seed=validation.seed(seed, "seed"),
         chat=mode == "Chat",
     )
 
 
 def _text_generator(model: str) -> TextGenerator:
-    choices = text_model_choices()
-    if model not in choices:
-        raise gr.Error(f"Unknown model {model!r}. The models this app allows are: {', '.join(choices)}.")
-    if not text_generator_is_loaded(model):
+    model = registry.MODELS.canonical_id(model)
+    allowed = [model_id for _, model_id in registry.choices("text")]
+    if model not in allowed:
+        raise gr.Error(f"Unknown model {model!r}. The models this app allows are: {', '.join(allowed)}.")
+    if not registry.is_loaded(model):
         gr.Info(
-            "Loading the model: a few seconds, or about a minute the very first time (its 4-bit file is converted once)."
+            "Loading the model: a few seconds, or about a minute the very first time "
+            "(its 4-bit file is converted once)."
             if model == BUILTIN_MODEL
             else f"Loading {model}: it is downloaded from the Hugging Face Hub on first use."
         )
-    try:
-        if model == BUILTIN_MODEL:  # loaded once; switched off with a clear message if its weights fail
-            return load_model(TEXT_LM)
-        return load_text_generator(model)
-    except ModelSourceError as error:
-        raise gr.Error(str(error)) from error
+    return registry.load(model)
 
 
 def _check_prompt(prompt) -> str:
@@ -112,23 +106,24 @@ def _check_prompt(prompt) -> str:
 
 def generate_text(
     prompt: str,
-    max_new_tokens: int = 128,
-    temperature: float = 0.7,
-    top_p: float = 0.95,
+    max_new_tokens: int = MAX_NEW_TOKENS.default,
+    temperature: float = TEMPERATURE.default,
+    top_p: float = TOP_P.default,
     seed: int = 42,
-    top_k: int = 50,
-    repetition_penalty: float = 1.1,
+    top_k: int = TOP_K.default,
+    repetition_penalty: float = REPETITION_PENALTY.default,
     mode: str = "Chat",
     model: str = BUILTIN_MODEL,
 ):
-    """Stream the model's answer; the last yield is the full text (what API callers receive)."""
+    """Stream the model's answer; the last yield is the full text (what API callers receive) and, for the
+    look-inside view, the model that wrote it with the generation."""
     prompt = _check_prompt(prompt)
     settings = _sampling_settings(max_new_tokens, temperature, top_p, seed, top_k, repetition_penalty, mode)
     generator = _text_generator(model)
     generation = None
     for generation in generator.stream(prompt, settings):
         yield generation.text, gr.skip()
-    yield generation.text, generation
+    yield generation.text, (registry.MODELS.canonical_id(model), generation)
 
 
 def _band(probability: float) -> str:
@@ -154,25 +149,26 @@ def _alternatives_table(choices: list[TokenChoice], position) -> list[list]:
     return rows
 
 
-def look_inside(generation: Generation | None):
+def look_inside(run: tuple[str, Generation] | None):
     """Colour each generated token by its probability and show the alternatives of the most surprising one."""
-    if generation is None or not generation.new_ids:
+    if run is None or not run[1].new_ids:
         return "", [], gr.update(maximum=2, value=1, interactive=False), [], []
-    choices = _text_generator_for(generation).explain(generation)
+    model, generation = run
+    choices = _text_generator(model).explain(generation)
     tokens = len(generation.new_ids)
     rate = tokens / generation.seconds if generation.seconds else 0.0
-    first = f", first token after {generation.first_token_seconds * 1000:.0f} ms" if generation.first_token_seconds else ""
-    summary = [f"**{generation.model_name}** wrote {tokens} tokens in {generation.seconds:.1f} s ({rate:.1f} tokens/s{first})."]
+    first = (
+        f", first token after {generation.first_token_seconds * 1000:.0f} ms" if generation.first_token_seconds else ""
+    )
+    summary = [
+        f"**{generation.model_name}** wrote {tokens} tokens in {generation.seconds:.1f} s ({rate:.1f} tokens/s{first})."
+    ]
     summary += [f"⚠️ {note}" for note in generation.notes]
     highlighted = [(choice.text, _band(choice.probability)) for choice in choices]
     surprising = 1 + min(range(len(choices)), key=lambda i: choices[i].probability)
     # A slider needs maximum > minimum; a one-token answer keeps 2 and the table clamps to the last token.
     slider = gr.update(maximum=max(2, len(choices)), value=surprising, interactive=len(choices) > 1)
     return "\n\n".join(summary), highlighted, slider, _alternatives_table(choices, surprising), choices
-
-
-def _text_generator_for(generation: Generation) -> TextGenerator:
-    return _text_generator(BUILTIN_MODEL if generation.model_name == BUILTIN_MODEL else generation.model_name)
 
 
 def pick_token(evt: gr.SelectData) -> int:
@@ -195,7 +191,7 @@ def _fitted_up_to_5(corpus: str) -> NgramModel:
 
 def _sizes_by_order(corpus: str) -> str:
     rows = ["| n | distinct contexts (n−1 words) | distinct n-grams |", "| --- | --- | --- |"]
-    for n in range(MIN_ORDER, MAX_ORDER + 1):
+    for n in range(NGRAM_ORDER.low, NGRAM_ORDER.high + 1):
         model = _fitted_up_to_5(corpus).with_order(n)
         rows.append(f"| {n} | {model.distinct_contexts:,} | {model.distinct_ngrams:,} |")
     return "\n".join(rows)
@@ -210,12 +206,14 @@ def _check_corpus(corpus) -> str:
     return corpus
 
 
-def ngram_generate(corpus: str, n: int = 2, prompt: str = "The", max_words: int = 60, seed: int = 42):
+def ngram_generate(
+    corpus: str, n: int = NGRAM_ORDER.default, prompt: str = "The", max_words: int = NGRAM_WORDS.default, seed: int = 42
+):
     """Continue the prompt with an n-gram model counted from the corpus; returns the continuation first."""
     corpus = _check_corpus(corpus)
-    n = validation.whole_number(n, "n", MIN_ORDER, MAX_ORDER)
+    n = validation.in_range(n, NGRAM_ORDER, "n")
     prompt = _check_prompt(prompt)
-    max_words = validation.whole_number(max_words, "max_words", 1, MAX_WORDS)
+    max_words = validation.in_range(max_words, NGRAM_WORDS, "max_words")
     seed = validation.seed(seed, "seed")
     model = _fitted_up_to_5(corpus).with_order(n)
     generation = model.generate(prompt, max_words, seed)
@@ -239,16 +237,24 @@ def ngram_generate(corpus: str, n: int = 2, prompt: str = "The", max_words: int 
 
 
 def compare_models(
-    prompt: str, corpus: str, n: int, max_new_tokens: int, temperature: float, top_p: float, seed: int,
-    top_k: int, repetition_penalty: float, model: str,
-):  # fmt: skip
+    prompt: str,
+    corpus: str,
+    n: int,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    seed: int,
+    top_k: int,
+    repetition_penalty: float,
+    model: str,
+):
     """The same prompt continued by the n-gram model (instantly) and the transformer (streamed, completion mode).
 
     Both outputs are the prompt followed by the model's continuation, so they read side by side.
     """
     # Checked before int(): "abc", NaN or None would otherwise crash with no message for the user.
-    max_new_tokens = validation.whole_number(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS)
-    ngram_text, _, _ = ngram_generate(corpus, n, prompt, min(max_new_tokens, MAX_WORDS), seed)
+    max_new_tokens = validation.in_range(max_new_tokens, MAX_NEW_TOKENS, "max_new_tokens")
+    ngram_text, _, _ = ngram_generate(corpus, n, prompt, min(max_new_tokens, NGRAM_WORDS.high), seed)
     ngram_full = join_words(split_words(prompt) + split_words(ngram_text))
     yield ngram_full, prompt
     arguments = (max_new_tokens, temperature, top_p, seed, top_k, repetition_penalty, "Completion", model)
@@ -276,57 +282,69 @@ def build() -> None:
     with gr.Tab("Transformer"):
         with gr.Row():
             with gr.Column(scale=2):
-                prompt = gr.Textbox(label="Prompt", lines=3, value="Write a short poem about the sea.", elem_id="text-prompt")
+                prompt = gr.Textbox(
+                    label="Prompt", lines=3, value="Write a short poem about the sea.", elem_id="text-prompt"
+                )
                 with gr.Row():
                     generate_button = gr.Button("Generate", variant="primary", elem_id="text-generate")
                     stop_button = gr.Button("Stop", variant="stop", elem_id="text-stop")
                 output = gr.Textbox(label="Model output (streamed)", lines=8, interactive=False, elem_id="text-output")
                 status = gr.Markdown(elem_id="text-status")
             with gr.Column(scale=1):
-                model = gr.Dropdown(text_model_choices(), value=BUILTIN_MODEL, label="Model")
-                mode = gr.Radio(["Chat", "Completion"], value="Chat", label="Mode", elem_id="text-mode",
-                                info="Chat wraps the prompt in the model's chat template; Completion continues it as is.")  # fmt: skip
-                max_new_tokens = validation.CheckedSlider(1, MAX_NEW_TOKENS, value=128, step=1, label="max_new_tokens", elem_id="text-max-new-tokens")
-                temperature = validation.CheckedSlider(0, 2, value=0.7, step=0.05, label="temperature (0 = greedy)")
-                top_k = validation.CheckedSlider(0, 200, value=50, step=1, label="top_k (0 = off)")
-                top_p = validation.CheckedSlider(0.01, 1, value=0.95, step=0.01, label="top_p")
-                repetition_penalty = validation.CheckedSlider(1, 2, value=1.1, step=0.05, label="repetition_penalty")
-                with gr.Row():
-                    seed = gr.Number(value=42, label="seed", step=1, scale=3)
-                    dice = gr.Button("Random seed", scale=1, min_width=80)
+                model = common.model_menu("text", BUILTIN_MODEL)
+                mode = gr.Radio(
+                    list(MODES),
+                    value="Chat",
+                    label="Mode",
+                    elem_id="text-mode",
+                    info="Chat wraps the prompt in the model's chat template; Completion continues it as is.",
+                )
+                max_new_tokens = common.slider(MAX_NEW_TOKENS, "max_new_tokens", elem_id="text-max-new-tokens")
+                temperature = common.slider(TEMPERATURE, "temperature (0 = greedy)")
+                top_k = common.slider(TOP_K, "top_k (0 = off)")
+                top_p = common.slider(TOP_P, "top_p")
+                repetition_penalty = common.slider(REPETITION_PENALTY, "repetition_penalty")
+                seed = common.seed_row(42, "seed")
         with gr.Accordion("Look inside: how sure was the model of each token?", open=True):
             highlighted = gr.HighlightedText(
                 label="Generated tokens coloured by the probability the model gave them (click a token)",
                 color_map={label: colour for _, label, colour in BANDS},
-                show_legend=True, combine_adjacent=False, show_inline_category=False, elem_id="text-look-inside",
-            )  # fmt: skip
+                show_legend=True,
+                combine_adjacent=False,
+                show_inline_category=False,
+                elem_id="text-look-inside",
+            )
             with gr.Row():
                 position = validation.CheckedSlider(
                     1, 2, value=1, step=1, label="Token position", scale=1, interactive=False, elem_id="text-position"
                 )
                 alternatives = gr.Dataframe(
-                    headers=["rank", "token", "probability", ""], label="Top-5 tokens the model considered here",
-                    interactive=False, scale=2, elem_id="text-alternatives",
-                )  # fmt: skip
-        gr.Markdown(HOW_IT_WORKS)
+                    headers=["rank", "token", "probability", ""],
+                    label="Top-5 tokens the model considered here",
+                    interactive=False,
+                    scale=2,
+                    elem_id="text-alternatives",
+                )
 
     with gr.Tab("n-gram model"):
         with gr.Row():
             with gr.Column(scale=2):
-                sample = gr.Dropdown([*SAMPLE_TEXTS, OWN_TEXT], value="The sea", label="Sample text", elem_id="ngram-sample")
+                sample = gr.Dropdown(
+                    [*SAMPLE_TEXTS, OWN_TEXT], value="The sea", label="Sample text", elem_id="ngram-sample"
+                )
                 corpus = gr.Textbox(label="Corpus (up to 1 MB)", lines=8, value=SAMPLE_TEXTS["The sea"])
             with gr.Column(scale=1):
-                n = validation.CheckedSlider(MIN_ORDER, MAX_ORDER, value=2, step=1, label="n (words of context + 1)")
+                n = common.slider(NGRAM_ORDER, "n (words of context + 1)")
                 ngram_prompt = gr.Textbox(label="Prompt", value="The sea")
-                max_words = validation.CheckedSlider(1, MAX_WORDS, value=60, step=1, label="max_words")
-                ngram_seed = gr.Number(value=42, label="seed", step=1)
+                max_words = common.slider(NGRAM_WORDS, "max_words")
+                ngram_seed = common.seed_row(42, "seed")
                 ngram_button = gr.Button("Generate", variant="primary", elem_id="ngram-generate")
         ngram_output = gr.Textbox(label="n-gram continuation", lines=4, interactive=False, elem_id="ngram-output")
         with gr.Row():
-            candidates = gr.Dataframe(headers=["next word", "probability"], label="Candidates for the next word",
-                                      interactive=False, scale=1)  # fmt: skip
+            candidates = gr.Dataframe(
+                headers=["next word", "probability"], label="Candidates for the next word", interactive=False, scale=1
+            )
             ngram_info = gr.Markdown(elem_id="ngram-info")
-        gr.Markdown(NGRAM_HOW)
 
     with gr.Tab("Side by side"):
         gr.Markdown(
@@ -344,29 +362,42 @@ def build() -> None:
 
     transformer_controls = [max_new_tokens, temperature, top_p, seed, top_k, repetition_penalty, mode, model]
     generation_event = generate_button.click(
-        generate_text, [prompt, *transformer_controls], [output, run_state], api_name="generate_text", **LM_CONCURRENCY
+        generate_text, [prompt, *transformer_controls], [output, run_state], api_name="generate_text", **CONCURRENCY
     )
     generation_event.then(
-        look_inside, run_state, [status, highlighted, position, alternatives, choices_state],
-        api_visibility="private", **LM_CONCURRENCY,
-    )  # fmt: skip
+        look_inside,
+        run_state,
+        [status, highlighted, position, alternatives, choices_state],
+        api_visibility="private",
+        **CONCURRENCY,
+    )
     # The previous run's look-inside would describe other text: clear it when a new run starts.
-    generate_button.click(lambda: ("", [], []), None, [status, highlighted, alternatives], api_visibility="private", queue=False)
+    generate_button.click(
+        lambda: ("", [], []), None, [status, highlighted, alternatives], api_visibility="private", queue=False
+    )
     stop_button.click(
-        lambda: "Stopped. Look inside is shown for finished generations only.", None, status,
-        cancels=[generation_event], api_visibility="private", queue=False,
-    )  # fmt: skip
-    dice.click(validation.random_seed, outputs=seed, api_visibility="private")
+        lambda: "Stopped. Look inside is shown for finished generations only.",
+        None,
+        status,
+        cancels=[generation_event],
+        api_visibility="private",
+        queue=False,
+    )
     highlighted.select(pick_token, None, position, api_visibility="private")
     position.change(_alternatives_table, [choices_state, position], alternatives, api_visibility="private")
 
     sample.change(use_sample, sample, corpus, api_visibility="private")
     ngram_button.click(
-        ngram_generate, [corpus, n, ngram_prompt, max_words, ngram_seed], [ngram_output, candidates, ngram_info],
+        ngram_generate,
+        [corpus, n, ngram_prompt, max_words, ngram_seed],
+        [ngram_output, candidates, ngram_info],
         api_name="ngram_generate",
-    )  # fmt: skip
+    )
     compare_event = compare_button.click(
-        compare_models, [compare_prompt, corpus, n, *transformer_controls[:-2], model], [compare_ngram, compare_transformer],
-        api_name="compare_text", **LM_CONCURRENCY,
-    )  # fmt: skip
+        compare_models,
+        [compare_prompt, corpus, n, *transformer_controls[:-2], model],
+        [compare_ngram, compare_transformer],
+        api_name="compare_text",
+        **CONCURRENCY,
+    )
     compare_stop.click(None, cancels=[compare_event], api_visibility="private")

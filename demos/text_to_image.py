@@ -7,20 +7,26 @@ import time
 
 import gradio as gr
 
-from demos import validation
+from demos import common, validation
 from demos.outputs import output_folder
-from pipelines.health import TEXT_TO_IMAGE, load_model
-from pipelines.imaging import upscale
-from pipelines.text_to_image_options import (
-    DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, DEFAULT_STEPS, GUIDANCE_RANGE, LOCAL_MODEL, MAX_IMAGES,
-    MAX_PROMPT_CHARS, SCHEDULER_NAMES, STEPS_RANGE,
-)  # fmt: skip
-from pipelines.weights import ModelSourceError, hub_allow_list
+from pipelines.core import registry
+from pipelines.core.imaging import upscale
+from pipelines.diffusion.options import (
+    BUILTIN_MODEL,
+    DEFAULT_SCHEDULER,
+    GUIDANCE,
+    IMAGES,
+    MAX_PROMPT_CHARS,
+    SCHEDULER_NAMES,
+    STEPS,
+)
 
 TAB_TITLE = "Text → Image"
 TAB_ID = "text-to-image"
+# Two generations at a time: on an idle 2-core CPU two at once serve more images a second than one at a time
+# (BENCHMARKS.md, "Health, time budget and concurrency"); more would only queue inside torch.
+CONCURRENCY = common.concurrency("text-to-image", 2)
 
-HUB_TEXT_TO_IMAGE = ("stabilityai/sd-turbo",)  # diffusers pipelines this tab offers where the Hub is reachable
 DISPLAY_SIZE = 256  # the local model draws 64x64; shown 4x larger
 STRIP_SIZE = 112
 # A generation still running after this many seconds stops with a message, so one user cannot hold
@@ -37,7 +43,6 @@ EXAMPLES = [
 ]
 
 HOW_IT_WORKS = """
-### How it works
 - **Forward noising.** Training takes a clean image and adds Gaussian noise at a random step *t* of 1,000
   (a cosine β schedule; ᾱ_t, the share of the image left, falls from 1 to 0).
 - **Learned reverse denoising.** A UNet sees the noisy image, the step *t* and the prompt, and predicts
@@ -66,61 +71,74 @@ HOW_IT_WORKS = """
 """
 
 
-def model_choices() -> list[str]:
-    allowed = hub_allow_list()
-    return [LOCAL_MODEL] + [m for m in HUB_TEXT_TO_IMAGE if m in allowed]
-
-
 def text_to_image(
-    prompt, negative_prompt="", steps=DEFAULT_STEPS, guidance_scale=DEFAULT_GUIDANCE, seed=0,
-    scheduler=DEFAULT_SCHEDULER, count=1, model=LOCAL_MODEL, progress=gr.Progress(),
-):  # fmt: skip
+    prompt,
+    negative_prompt="",
+    steps=STEPS.default,
+    guidance_scale=GUIDANCE.default,
+    seed=42,
+    scheduler=DEFAULT_SCHEDULER,
+    count=IMAGES.default,
+    model=BUILTIN_MODEL,
+    progress=gr.Progress(),
+):
     """Generate 1 to 4 images for a prompt; returns the images, the look-inside strip, PNGs and a note."""
     prompt = validation.text(prompt, "Prompt").strip()
     negative_prompt = validation.text(negative_prompt, "Negative prompt").strip()
     for text, name in ((prompt, "Prompt"), (negative_prompt, "Negative prompt")):
         if len(text) > MAX_PROMPT_CHARS:
             raise gr.Error(f"{name} is limited to {MAX_PROMPT_CHARS:,} characters (got {len(text):,}).")
-    steps = validation.whole_number(steps, "Steps", *STEPS_RANGE)
-    guidance_scale = validation.number_in_range(guidance_scale, "Guidance scale", *GUIDANCE_RANGE)
+    steps = validation.in_range(steps, STEPS, "Steps")
+    guidance_scale = validation.in_range(guidance_scale, GUIDANCE, "Guidance scale")
     seed = validation.seed(seed)
-    count = validation.whole_number(count, "Number of images", 1, MAX_IMAGES)
+    count = validation.in_range(count, IMAGES, "Number of images")
     if scheduler not in SCHEDULER_NAMES:
         raise gr.Error(f"Unknown scheduler {scheduler!r}: choose one of {', '.join(SCHEDULER_NAMES)}.")
-    if model not in model_choices():
-        raise gr.Error(f"Unknown model {model!r}: choose one of {', '.join(model_choices())}.")
+    model = registry.MODELS.canonical_id(model)
+    if model not in [model_id for _, model_id in registry.choices("diffusion")]:
+        names = ", ".join(model_id for _, model_id in registry.choices("diffusion"))
+        raise gr.Error(f"Unknown model {model!r}: choose one of {names}.")
 
     progress(0, desc="Loading the model")
+    pipeline = registry.load(model)
     # Imported on first use: diffusers takes seconds to import, and the page should not wait for it.
-    from pipelines.text_to_image import generate, load_text_to_image, png_with_parameters
+    from pipelines.diffusion.text_to_image import generate, png_with_parameters
 
-    try:
-        pipeline = load_model(TEXT_TO_IMAGE) if model == LOCAL_MODEL else load_text_to_image(model)
-    except ModelSourceError as error:
-        raise gr.Error(str(error)) from None
     started = time.perf_counter()
     result = generate(
-        pipeline, prompt, negative_prompt, steps, guidance_scale, seed, scheduler, count,
+        pipeline,
+        prompt,
+        negative_prompt,
+        steps,
+        guidance_scale,
+        seed,
+        scheduler,
+        count,
         on_step=lambda done, total: progress((done, total), desc="Denoising", unit="steps"),
         max_seconds=IMAGE_SECONDS,
-    )  # fmt: skip
+    )
     seconds = time.perf_counter() - started
 
     folder = output_folder("text-to-image-")
     downloads = []
     for index, image in enumerate(result.images, start=1):
         parameters = {
-            "prompt": prompt, "negative_prompt": negative_prompt, "steps": steps,
-            "guidance_scale": guidance_scale, "seed": seed, "scheduler": scheduler, "model": model,
-            "image": index, "images": count,
-        }  # fmt: skip
+            "prompt": prompt,
+            "negative_prompt": negative_prompt,
+            "steps": steps,
+            "guidance_scale": guidance_scale,
+            "seed": seed,
+            "scheduler": scheduler,
+            "model": model,
+            "image": index,
+            "images": count,
+        }
         path = folder / f"text-to-image-seed{seed}-{index}.png"
         downloads.append(str(png_with_parameters(image, path, parameters)))
 
     gallery = [(upscale(image, DISPLAY_SIZE), f"#{i + 1}") for i, image in enumerate(result.images)]
     strip = [
-        (upscale(image, STRIP_SIZE), f"step {step}/{steps}")
-        for step, image in zip(result.steps_shown, result.strip)
+        (upscale(image, STRIP_SIZE), f"step {step}/{steps}") for step, image in zip(result.steps_shown, result.strip)
     ]
     notes = [f"{count} image(s) in {seconds:.1f} s: {steps} steps of {scheduler}, guidance {guidance_scale:g}."]
     if not prompt:
@@ -148,48 +166,47 @@ def build() -> None:
     with gr.Row():
         with gr.Column(scale=2, min_width=300):
             prompt = gr.Textbox(
-                label="Prompt", value="a large red circle in the center on a black background", lines=2,
-                max_lines=6, elem_id="t2i-prompt",
-            )  # fmt: skip
-            negative_prompt = gr.Textbox(label="Negative prompt (what to steer away from)", lines=1)
+                label="Prompt",
+                value="a large red circle in the center on a black background",
+                lines=2,
+                max_lines=6,
+                elem_id="t2i-prompt",
+            )
+            negative_prompt = gr.Textbox(label="Negative prompt (what to steer away from)", value="", lines=1)
             with gr.Row():
-                steps = validation.CheckedSlider(*STEPS_RANGE, value=DEFAULT_STEPS, step=1, label="Steps")
-                guidance_scale = validation.CheckedSlider(
-                    *GUIDANCE_RANGE, value=DEFAULT_GUIDANCE, step=0.5, label="Guidance scale"
-                )
-            with gr.Row():
-                # No precision: validation refuses 1.5 or "abc" with a clear message.
-                seed = gr.Number(value=42, label="Seed", step=1, scale=3)
-                dice = gr.Button("Random seed", scale=1, min_width=80)
+                steps = common.slider(STEPS, "Steps")
+                guidance_scale = common.slider(GUIDANCE, "Guidance scale")
+            seed = common.seed_row(42)
             with gr.Row():
                 scheduler = gr.Dropdown(list(SCHEDULER_NAMES), value=DEFAULT_SCHEDULER, label="Scheduler")
-                count = validation.CheckedSlider(1, MAX_IMAGES, value=1, step=1, label="Number of images")
-            model = gr.Dropdown(
-                model_choices(), value=LOCAL_MODEL, label="Model (Hub models need internet and a GPU)"
-            )
+                count = common.slider(IMAGES, "Number of images")
+            model = common.model_menu("diffusion", BUILTIN_MODEL, "Model (Hub models need internet and a GPU)")
             run_button = gr.Button("Generate", variant="primary")
             note = gr.Markdown(elem_id="t2i-note")
         with gr.Column(scale=3):
             gallery = gr.Gallery(
-                label="Generated images", columns=2, height="auto", object_fit="contain", format="png",
+                label="Generated images",
+                columns=2,
+                height="auto",
+                object_fit="contain",
+                format="png",
                 elem_id="t2i-gallery",
-            )  # fmt: skip
+            )
             strip = gr.Gallery(
                 label="Look inside: the model's guess of the finished image as noise is removed",
-                columns=6, height=170, object_fit="contain", format="png", elem_id="t2i-strip",
-            )  # fmt: skip
+                columns=6,
+                height=170,
+                object_fit="contain",
+                format="png",
+                elem_id="t2i-strip",
+            )
             downloads = gr.File(label="Download PNG (generation parameters in the PNG metadata)", file_count="multiple")
     gr.Examples(EXAMPLES, inputs=[prompt, seed], label="Example prompts (the red triangle was never shown in training)")
-    with gr.Accordion("How it works", open=False):
-        gr.Markdown(HOW_IT_WORKS)
 
-    dice.click(validation.random_seed, outputs=seed, api_visibility="private")
     run_button.click(
         text_to_image,
         [prompt, negative_prompt, steps, guidance_scale, seed, scheduler, count, model],
         [gallery, strip, downloads, note],
         api_name="text_to_image",
-        # Two generations at a time: on an idle 2-core CPU two at once served 1.57 images/s against 1.15 one
-        # at a time (BENCHMARKS.md, "Health, time budget and concurrency"); more would only queue inside torch.
-        concurrency_limit=2, concurrency_id="text-to-image",
+        **CONCURRENCY,
     )

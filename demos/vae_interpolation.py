@@ -7,36 +7,31 @@ import warnings
 import gradio as gr
 from PIL import Image, ImageOps
 
-from demos import validation
+from demos import common, validation
 from demos.outputs import output_path
-from pipelines.health import VAE_DIGITS, VAE_FACES, load_model
-from pipelines.imaging import save_gif, upscale
-from pipelines.vae import MAX_FRAMES, MAX_SAMPLES, TrainedVAEPipeline, VAEPipeline, load_vae, pixel_upscale
-from pipelines.weights import ModelSourceError, hub_allow_list
+from pipelines.core import registry
+from pipelines.core.imaging import save_gif, upscale
+from pipelines.vae.data import pixel_upscale
+from pipelines.vae.options import DEFAULT_MODEL, FRAMES, INTERPOLATION_METHODS, MAP_COORDINATE, SAMPLES, STRENGTH
+from pipelines.vae.pipeline import TrainedVAEPipeline, VAEPipeline
 
 TAB_TITLE = "VAE Interpolation"
 TAB_ID = "vae-interpolation"
+# Requests run side by side so the pipelines can batch them into shared encoder and decoder passes.
+CONCURRENCY = common.concurrency("vae", 8)
 
 MAX_MEGAPIXELS = validation.MAX_UPLOAD_MEGAPIXELS
 GALLERY_SIZE = 24  # numbered examples to pick from (held-out images the VAE never trained on)
-EDIT_STEPS = 5  # attribute results shown from strength 0 to the chosen strength
-BUILTIN_VAES = {"faces": VAE_FACES, "digits": VAE_DIGITS}
-HUB_VAES = ("stabilityai/sd-vae-ft-mse",)
-MODEL_CHOICES = [
-    ("Faces: VAE trained here on DCGAN faces (64×64)", "faces"),
-    ("Digits: VAE trained here on handwritten digits (32×32)", "digits"),
-] + [(f"{hub_id} (Hugging Face Hub, 256×256 photos)", hub_id) for hub_id in HUB_VAES]
-METHODS = ["slerp", "lerp"]
+TRAINED_HERE = ("vae-faces", "vae-digits")  # registry ids of the VAEs with examples, a map and a prior
 # The Attribute vector tab starts from picks that work (checked by eye), numbered as each model's examples.
 # Faces: glasses (5, 20, 22) against none, added to face 9. Digits: zeros against sevens turn a seven into a zero.
 # The Hub VAE borrows the faces' examples, so their picks too.
 STARTING_PICKS = {
-    "faces": (["5", "20", "22"], ["1", "7", "11", "16", "19"], "9"),
-    "digits": (["16", "17", "22"], ["2", "5", "12", "13"], "12"),
+    "vae-faces": (["5", "20", "22"], ["1", "7", "11", "16", "19"], "9"),
+    "vae-digits": (["16", "17", "22"], ["2", "5", "12", "13"], "12"),
 }
 
 HOW_IT_WORKS = """
-### How it works
 - **Encoder.** A convolutional network reads an image and outputs, for each of the latent dimensions
   (32 for faces, 12 for digits), a **mean μ** and a **log-variance log σ²**: not one point but a small
   Gaussian cloud of codes that could have made the image.
@@ -67,22 +62,21 @@ def _as_input(image: Image.Image) -> Image.Image:
     return pixel_upscale(image, max(1, 192 // image.width))
 
 
+def _model_id(model) -> str:
+    """The registry id of a model choice (earlier API values such as "faces" work too)."""
+    model_id = registry.MODELS.canonical_id(model)
+    allowed = [value for _, value in registry.choices("vae")]
+    if model_id not in allowed:
+        raise gr.Error(f"Model must be one of {', '.join(allowed)} (got {model!r}).")
+    return model_id
+
+
 def _pipeline(model) -> VAEPipeline:
-    choices = [value for _, value in MODEL_CHOICES]
-    if model not in choices:
-        raise gr.Error(f"Model must be one of {', '.join(choices)} (got {model!r}).")
-    if model in HUB_VAES and model not in hub_allow_list():
-        raise gr.Error(f"{model} is not on this app's allow-list of Hub models.")
-    try:
-        if model in BUILTIN_VAES:  # loaded once; switched off with a clear message if its weights fail
-            return load_model(BUILTIN_VAES[model])
-        return load_vae(model)
-    except ModelSourceError as error:
-        raise gr.Error(str(error)) from None
+    return registry.load(_model_id(model))
 
 
 def _trained_pipeline(model) -> TrainedVAEPipeline:
-    if model in HUB_VAES:
+    if _model_id(model) not in TRAINED_HERE:
         raise gr.Error(
             "The latent map, attribute vectors and prior samples need a model trained here: faces or digits."
         )
@@ -91,7 +85,8 @@ def _trained_pipeline(model) -> TrainedVAEPipeline:
 
 def _example_source(model) -> TrainedVAEPipeline:
     """Whose example images the galleries show: Hub VAEs borrow the faces."""
-    return _trained_pipeline(model if model in ("faces", "digits") else "faces")
+    model_id = _model_id(model)
+    return _trained_pipeline(model_id if model_id in TRAINED_HERE else "vae-faces")
 
 
 def _path_of(upload) -> str | None:
@@ -129,15 +124,15 @@ def open_upload(upload, name: str) -> Image.Image:
         raise gr.Error(f"{name} is corrupt or truncated: the file could not be decoded.") from None
 
 
-def vae_interpolate(image_a, image_b, frames, model, method="slerp"):
+def vae_interpolate(image_a, image_b, frames=FRAMES.default, model=DEFAULT_MODEL, method="slerp"):
     """Frames along the path between the latent means of two images (the endpoints are their reconstructions)."""
-    frames = validation.whole_number(frames, "Frames", 2, MAX_FRAMES)
-    if method not in METHODS:
-        raise gr.Error(f"Method must be one of {', '.join(METHODS)} (got {method!r}).")
+    frames = validation.in_range(frames, FRAMES, "Frames")
+    if method not in INTERPOLATION_METHODS:
+        raise gr.Error(f"Method must be one of {', '.join(INTERPOLATION_METHODS)} (got {method!r}).")
     first = open_upload(image_a, "Image A")
     second = open_upload(image_b, "Image B")
-    pipeline = _pipeline(model)
-    result = pipeline.interpolate(first, second, frames, method)
+    model = _model_id(model)  # this event skips preprocessing: the handler reads the raw value
+    result = _pipeline(model).interpolate(first, second, frames, method)
     captions = [f"t={i / (frames - 1):.2f}" for i in range(frames)]
     gallery = [(_display(image), caption) for image, caption in zip(result.frames, captions)]
     details = {"model": model, "result": result}
@@ -157,7 +152,7 @@ def show_interpolation_details(details):
     ]
     gif_path = save_gif([upscale(frame.convert("RGB"), 256) for frame in result.frames], output_path(".gif", "vae-"))
     path_map = None
-    pipeline = load_vae(details["model"])
+    pipeline = registry.load(details["model"])
     if isinstance(pipeline, TrainedVAEPipeline):
         latent_map = pipeline.latent_map
         path_map = latent_map.render(path=latent_map.project(result.latents))
@@ -174,12 +169,12 @@ def show_examples(model):
 
 
 def _starting_picks(model) -> tuple[list[str], list[str], str]:
-    return STARTING_PICKS["digits" if model == "digits" else "faces"]
+    return STARTING_PICKS["vae-digits" if _model_id(model) == "vae-digits" else "vae-faces"]
 
 
 def refresh_for_model(model):
     """A new model: its example galleries, examples #1 and #2 as A and B, no stale interpolation, its picks."""
-    if model in HUB_VAES:
+    if _model_id(model) not in TRAINED_HERE:
         _pipeline(model)  # says at once when the Hub is unreachable
     gallery = show_examples(model)
     first, second = _example_source(model).example_images()[:2]
@@ -197,9 +192,9 @@ def use_drawing(drawing, model):
     composite = drawing.get("composite") if isinstance(drawing, dict) else drawing
     if composite is None:
         raise gr.Error("Draw a digit on the sketchpad first.")
-    if model != "digits":
+    if _model_id(model) != "vae-digits":
         raise gr.Error("Drawing is for the digits model: choose it in the Model menu first.")
-    return _as_input(_trained_pipeline("digits").prepare(composite))
+    return _as_input(_trained_pipeline("vae-digits").prepare(composite))
 
 
 def draw_latent_map(model, details, x, y):
@@ -207,16 +202,16 @@ def draw_latent_map(model, details, x, y):
     pipeline = _trained_pipeline(model)
     latent_map = pipeline.latent_map
     path = None
-    if details and details.get("model") == model:
+    if details and details.get("model") == _model_id(model):
         path = latent_map.project(details["result"].latents)
-    x = validation.number_in_range(x, "PCA component 1", -1e6, 1e6)
-    y = validation.number_in_range(y, "PCA component 2", -1e6, 1e6)
+    x = validation.in_range(x, MAP_COORDINATE, "PCA component 1")
+    y = validation.in_range(y, MAP_COORDINATE, "PCA component 2")
     return latent_map.render(path=path, marker=(x, y)), _display(pipeline.decode_map_point(x, y))
 
 
 def refresh_map(model):
     """Slider ranges that cover the chosen model's map, and the map with its centre decoded."""
-    if model not in ("faces", "digits"):
+    if _model_id(model) not in TRAINED_HERE:
         return gr.update(), gr.update(), None, None
     x_min, x_max, y_min, y_max = _trained_pipeline(model).latent_map.bounds
     map_image, decoded = draw_latent_map(model, None, 0.0, 0.0)
@@ -239,11 +234,11 @@ def click_map(model, details, evt: gr.SelectData):
 def vae_attribute_vector(model, with_feature, without_feature, target, strength):
     """Add strength × (mean μ of examples with a feature − mean μ of those without) to the target example."""
     pipeline = _trained_pipeline(model)
-    strength = validation.number_in_range(strength, "Strength", -4.0, 4.0)
+    strength = validation.in_range(strength, STRENGTH, "Strength")
     picks_with, picks_without = validation.feature_groups(with_feature, without_feature, GALLERY_SIZE, "example")
     target_index = validation.whole_number(target, "Example to edit", 1, GALLERY_SIZE) - 1
     examples = pipeline.example_images()
-    strengths = [strength * k / (EDIT_STEPS - 1) for k in range(EDIT_STEPS)]
+    strengths = common.strength_ladder(strength)
     edited = pipeline.attribute_edit(
         [examples[i] for i in picks_with], [examples[i] for i in picks_without], examples[target_index], strengths
     )
@@ -254,7 +249,7 @@ def vae_sample_prior(model, seed, count):
     """Decode z ~ N(0, I): what the decoder draws from codes no image produced."""
     pipeline = _trained_pipeline(model)
     seed = validation.seed(seed)
-    count = validation.whole_number(count, "Number of samples", 1, MAX_SAMPLES)
+    count = validation.in_range(count, SAMPLES, "Number of samples")
     return [(_display(image), f"#{i + 1}") for i, image in enumerate(pipeline.sample_prior(seed, count))]
 
 
@@ -265,7 +260,7 @@ def build() -> None:
         "learned from faces **made by the DCGAN** of the GAN Faces tab (synthetic data from one generative "
         "model training another); the digit model from real handwriting."
     )
-    model = gr.Dropdown(MODEL_CHOICES, value="faces", label="Model", elem_id="vae-model")
+    model = common.model_menu("vae", DEFAULT_MODEL, elem_id="vae-model")
     details = gr.State(None)
     numbers = [str(i) for i in range(1, GALLERY_SIZE + 1)]
     with gr.Tabs():
@@ -273,19 +268,32 @@ def build() -> None:
             with gr.Row():
                 with gr.Column(scale=2, min_width=300):
                     examples = gr.Gallery(
-                        label="Examples (held out from training): click one", columns=4, height=320,
-                        allow_preview=False, format="png", elem_id="vae-examples", object_fit="contain",
-                    )  # fmt: skip
+                        label="Examples (held out from training): click one",
+                        columns=4,
+                        height=320,
+                        allow_preview=False,
+                        format="png",
+                        elem_id="vae-examples",
+                        object_fit="contain",
+                    )
                     target = gr.Radio(["A", "B"], value="A", label="A click on an example sets image")
                     with gr.Row():
                         image_a = gr.Image(
-                            label="Image A", type="filepath", format="png", height=180, elem_id="vae-image-a",
+                            label="Image A",
+                            type="filepath",
+                            format="png",
+                            height=180,
+                            elem_id="vae-image-a",
                             sources=["upload", "clipboard"],
-                        )  # fmt: skip
+                        )
                         image_b = gr.Image(
-                            label="Image B", type="filepath", format="png", height=180, elem_id="vae-image-b",
+                            label="Image B",
+                            type="filepath",
+                            format="png",
+                            height=180,
+                            elem_id="vae-image-b",
                             sources=["upload", "clipboard"],
-                        )  # fmt: skip
+                        )
                     gr.Markdown(
                         "Uploaded photos are **centre-cropped to a square and resized** to the model's size "
                         "(64 px for faces, 256 px for the Hub VAE); digits are cropped to the ink and "
@@ -294,29 +302,40 @@ def build() -> None:
                     )
                     with gr.Accordion("Draw a digit (digits model)", open=True):
                         sketchpad = gr.Sketchpad(
-                            label="Click the brush, then draw one digit, large", type="pil",
-                            canvas_size=(280, 280), fixed_canvas=True,
+                            label="Click the brush, then draw one digit, large",
+                            type="pil",
+                            canvas_size=(280, 280),
+                            fixed_canvas=True,
                             brush=gr.Brush(default_size=20, colors=["#000000"], color_mode="fixed"),
-                            layers=False, transforms=(), elem_id="vae-sketchpad",
-                        )  # fmt: skip
+                            layers=False,
+                            transforms=(),
+                            elem_id="vae-sketchpad",
+                        )
                         with gr.Row():
                             drawing_to_a = gr.Button("Use drawing as A", size="sm")
                             drawing_to_b = gr.Button("Use drawing as B", size="sm")
-                    frames = validation.CheckedSlider(2, MAX_FRAMES, value=10, step=1, label="Frames")
+                    frames = common.slider(FRAMES, "Frames")
                     method = gr.Radio(
-                        METHODS, value="slerp",
+                        list(INTERPOLATION_METHODS),
+                        value="slerp",
                         label="Path: slerp (arc, keeps the code's length) or lerp (straight line)",
-                    )  # fmt: skip
+                    )
                     interpolate_button = gr.Button("Interpolate", variant="primary")
                 with gr.Column(scale=3):
                     frame_strip = gr.Gallery(
                         label="Frames (A → B), decoded from the path between the two latent means",
-                        columns=5, height="auto", format="png", elem_id="vae-frames",
-                    )  # fmt: skip
+                        columns=5,
+                        height="auto",
+                        format="png",
+                        elem_id="vae-frames",
+                    )
                     reconstructions = gr.Gallery(
                         label="What the VAE keeps and loses: inputs beside their reconstructions",
-                        columns=4, height="auto", format="png", elem_id="vae-reconstructions",
-                    )  # fmt: skip
+                        columns=4,
+                        height="auto",
+                        format="png",
+                        elem_id="vae-reconstructions",
+                    )
                     with gr.Row():
                         animation = gr.Image(label="Animation", type="filepath", height=220, elem_id="vae-animation")
                         gif_file = gr.File(label="Download GIF", elem_id="vae-gif")
@@ -333,9 +352,12 @@ def build() -> None:
             with gr.Row():
                 with gr.Column(scale=3):
                     map_image = gr.Image(
-                        label="Latent map (click a point)", format="png", interactive=False,
-                        elem_id="vae-latent-map", height=500,
-                    )  # fmt: skip
+                        label="Latent map (click a point)",
+                        format="png",
+                        interactive=False,
+                        elem_id="vae-latent-map",
+                        height=500,
+                    )
                 with gr.Column(scale=2):
                     map_x = validation.CheckedSlider(-10, 10, value=0.0, step=0.01, label="PCA component 1")
                     map_y = validation.CheckedSlider(-10, 10, value=0.0, step=0.01, label="PCA component 2")
@@ -352,7 +374,7 @@ def build() -> None:
             )
             with gr.Row():
                 with gr.Column(scale=1, min_width=280):
-                    picks_with, picks_without, picked_target = _starting_picks("faces")
+                    picks_with, picks_without, picked_target = _starting_picks(DEFAULT_MODEL)
                     with_feature = validation.CheckedCheckboxGroup(
                         numbers, value=picks_with, label="Examples WITH the feature", elem_id="vae-with"
                     )
@@ -360,17 +382,24 @@ def build() -> None:
                         numbers, value=picks_without, label="Examples WITHOUT it", elem_id="vae-without"
                     )
                     edit_target = gr.Dropdown(numbers, value=picked_target, label="Example to edit")
-                    strength = validation.CheckedSlider(-4, 4, value=2.0, step=0.1, label="Strength")
+                    strength = common.slider(STRENGTH, "Strength")
                     edit_button = gr.Button("Add the feature vector", variant="primary")
                 with gr.Column(scale=3):
                     attribute_examples = gr.Gallery(
-                        label="Numbered examples", columns=8, height="auto", allow_preview=False, format="png",
+                        label="Numbered examples",
+                        columns=8,
+                        height="auto",
+                        allow_preview=False,
+                        format="png",
                         object_fit="contain",
                     )
                     edited = gr.Gallery(
-                        label="Example + strength × (mean WITH − mean WITHOUT)", columns=5, height="auto",
-                        format="png", elem_id="vae-edited",
-                    )  # fmt: skip
+                        label="Example + strength × (mean WITH − mean WITHOUT)",
+                        columns=5,
+                        height="auto",
+                        format="png",
+                        elem_id="vae-edited",
+                    )
 
         with gr.Tab("Sample from the prior"):
             gr.Markdown(
@@ -379,48 +408,71 @@ def build() -> None:
             )
             with gr.Row():
                 with gr.Column(scale=1, min_width=260):
-                    prior_seed = gr.Number(value=0, label="Seed", step=1)
-                    prior_count = validation.CheckedSlider(1, MAX_SAMPLES, value=16, step=1, label="Number of samples")
+                    prior_seed = common.seed_row(0)
+                    prior_count = common.slider(SAMPLES, "Number of samples")
                     prior_button = gr.Button("Sample", variant="primary")
                 with gr.Column(scale=3):
                     prior_gallery = gr.Gallery(
-                        label="Decoded samples from the prior", columns=8, height="auto", format="png",
+                        label="Decoded samples from the prior",
+                        columns=8,
+                        height="auto",
+                        format="png",
                         elem_id="vae-prior",
-                    )  # fmt: skip
-
-        with gr.Tab("How it works"):
-            gr.Markdown(HOW_IT_WORKS)
+                    )
 
     # Runs when the page loads and whenever the model changes: galleries, A and B prefilled, the map.
     gr.on(
-        None, refresh_for_model, model,
+        None,
+        refresh_for_model,
+        model,
         [examples, attribute_examples, image_a, image_b, details, with_feature, without_feature, edit_target],
         api_visibility="private",
-    ).then(refresh_map, model, [map_x, map_y, map_image, map_decoded], api_visibility="private")  # fmt: skip
-    gr.on(
-        [examples.select], pick_example, [model, target], [image_a, image_b], api_visibility="private"
-    )
-    drawing_to_a.click(use_drawing, [sketchpad, model], image_a, api_visibility="private")
-    drawing_to_b.click(use_drawing, [sketchpad, model], image_b, api_visibility="private")
+        **CONCURRENCY,
+    ).then(refresh_map, model, [map_x, map_y, map_image, map_decoded], api_visibility="private", **CONCURRENCY)
+    examples.select(pick_example, [model, target], [image_a, image_b], api_visibility="private", **CONCURRENCY)
+    drawing_to_a.click(use_drawing, [sketchpad, model], image_a, api_visibility="private", **CONCURRENCY)
+    drawing_to_b.click(use_drawing, [sketchpad, model], image_b, api_visibility="private", **CONCURRENCY)
     # Gradio's own preprocessing would open the uploads and fail on a corrupt file with a bare "Error";
     # with it off the handler opens them itself and says what was wrong.
     interpolate_button.click(
-        vae_interpolate, [image_a, image_b, frames, model, method], [frame_strip, details],
-        api_name="vae_interpolate", preprocess=False,
+        vae_interpolate,
+        [image_a, image_b, frames, model, method],
+        [frame_strip, details],
+        api_name="vae_interpolate",
+        preprocess=False,
+        **CONCURRENCY,
     ).then(
-        show_interpolation_details, details, [reconstructions, animation, gif_file, path_map],
+        show_interpolation_details,
+        details,
+        [reconstructions, animation, gif_file, path_map],
         api_visibility="private",
-    )  # fmt: skip
+        **CONCURRENCY,
+    )
     map_button.click(
-        draw_latent_map, [model, details, map_x, map_y], [map_image, map_decoded], api_name="vae_latent_map"
+        draw_latent_map,
+        [model, details, map_x, map_y],
+        [map_image, map_decoded],
+        api_name="vae_latent_map",
+        **CONCURRENCY,
     )
     gr.on(
-        [map_x.release, map_y.release], draw_latent_map, [model, details, map_x, map_y], [map_image, map_decoded],
+        [map_x.release, map_y.release],
+        draw_latent_map,
+        [model, details, map_x, map_y],
+        [map_image, map_decoded],
         api_visibility="private",
-    )  # fmt: skip
-    map_image.select(click_map, [model, details], [map_x, map_y, map_image, map_decoded], api_visibility="private")
+        **CONCURRENCY,
+    )
+    map_image.select(
+        click_map, [model, details], [map_x, map_y, map_image, map_decoded], api_visibility="private", **CONCURRENCY
+    )
     edit_button.click(
-        vae_attribute_vector, [model, with_feature, without_feature, edit_target, strength], edited,
+        vae_attribute_vector,
+        [model, with_feature, without_feature, edit_target, strength],
+        edited,
         api_name="vae_attribute_vector",
-    )  # fmt: skip
-    prior_button.click(vae_sample_prior, [model, prior_seed, prior_count], prior_gallery, api_name="vae_sample_prior")
+        **CONCURRENCY,
+    )
+    prior_button.click(
+        vae_sample_prior, [model, prior_seed, prior_count], prior_gallery, api_name="vae_sample_prior", **CONCURRENCY
+    )

@@ -8,7 +8,8 @@ import random
 import gradio as gr
 from PIL import Image
 
-MAX_SEED = 2**32 - 1
+from pipelines.core.limits import SEED, Range
+
 MAX_UPLOAD_MB = 10  # the server refuses bigger uploads before any handler runs (launch's max_file_size)
 MAX_UPLOAD_MEGAPIXELS = 20
 # PIL warns above this many pixels and refuses twice as many; the VAE tab turns the warning into a refusal,
@@ -54,8 +55,15 @@ def text(value, name: str) -> str:
     return value
 
 
+def in_range(value, limits: Range, name: str) -> int | float:
+    """A value within a parameter's range (see pipelines/<family>/options.py): an int for whole-number ranges."""
+    if limits.whole:
+        return whole_number(value, name, int(limits.low), int(limits.high))
+    return number_in_range(value, name, limits.low, limits.high)
+
+
 def seed(value, name: str = "Seed") -> int:
-    return whole_number(value, name, 0, MAX_SEED)
+    return in_range(value, SEED, name)
 
 
 def random_seed() -> int:
@@ -79,7 +87,8 @@ class CheckedSlider(gr.Slider):
 
     The browser only sends numbers, but an API caller can send anything: gr.Slider fails on None or text
     with an exception the caller sees only as "the app raised an exception". This one refuses anything but a
-    finite number in range with a message naming the slider and its range. `is_template` keeps gr.Slider's look in the browser and its API schema."""
+    finite number in range with a message naming the slider and its range. `is_template` keeps gr.Slider's look in
+    the browser and its API schema."""
 
     is_template = True
 
@@ -103,5 +112,7 @@ class CheckedCheckboxGroup(gr.CheckboxGroup):
             payload = []
         if not isinstance(payload, list):
             choices = ", ".join(str(value) for _, value in self.choices)
-            raise gr.Error(f"{self.label or 'This value'} must be a list of choices from: {choices} (got {payload!r:.60}).")
+            raise gr.Error(
+                f"{self.label or 'This value'} must be a list of choices from: {choices} (got {payload!r:.60})."
+            )
         return super().preprocess(payload)

@@ -2,81 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tools.app_process import REPO_ROOT, launched_app
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOT_DIR = REPO_ROOT / "artifacts" / "screenshots"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 600.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"app exited early with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"app did not answer at {url} within {timeout} s")
-
-
-@contextmanager
-def launched_app(command: list[str], log_path: Path, **extra_env: str) -> Iterator[str]:
-    """Run an app command (e.g. `python app.py`) on a free loopback port; yield its URL, stop it afterwards."""
-    port = free_port()
-    env = dict(
-        os.environ,
-        GRADIO_SERVER_NAME="127.0.0.1",
-        GRADIO_SERVER_PORT=str(port),
-        GRADIO_ANALYTICS_ENABLED="False",
-        PYTHONUNBUFFERED="1",
-        **extra_env,
-    )
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_for_http(url, process)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        if process.returncode not in (0, -15, None):
-            print(log_path.read_text()[-5000:])
-
-
-def get_json(url: str) -> tuple[int, dict]:
-    """(HTTP status, JSON body), for error statuses too."""
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+def pytest_collection_modifyitems(items):
+    """Mark tests by what they need, so `make test-fast` can leave out the live app and the browser."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "browser" in fixtures:
+            item.add_marker(pytest.mark.browser)
+        if any(name.endswith("app_url") for name in fixtures):  # the shared app and ones a test starts itself
+            item.add_marker(pytest.mark.app)
 
 
 @pytest.fixture(scope="session")
@@ -107,10 +53,15 @@ def browser():
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
             args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
             ],
-        )  # fmt: skip
+        )
         yield browser
         browser.close()
 

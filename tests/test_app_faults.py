@@ -16,9 +16,8 @@ import gradio as gr
 import pytest
 import torch
 
-from pipelines import health
-from pipelines.weights import GAN_FACES_PACK, pack_file
-from tests.conftest import get_json, launched_app
+from pipelines.core.weights import GAN_FACES_PACK, pack_file
+from tools.app_process import get_json, launched_app
 
 IMAGE_SECONDS = 0.2
 QUEUE_SIZE = 1
@@ -28,9 +27,9 @@ FAULTY_APP = textwrap.dedent(
     """
     import runpy, sys
     from pathlib import Path
-    import pipelines.gan
+    import pipelines.gan.faces
     corrupt = Path(sys.argv[1])
-    pipelines.gan.pack_file = lambda pack, relative_path: corrupt
+    pipelines.gan.faces.pack_file = lambda pack, relative_path: corrupt
     sys.argv = ["app.py"]
     runpy.run_path("app.py", run_name="__main__")
     """
@@ -67,7 +66,9 @@ def test_corrupt_weights_switch_off_that_model_by_name_and_the_other_tabs_work(f
     with pytest.raises(Exception, match=r"GAN faces \(DCGAN\) is switched off"):  # every GAN event says it
         faulty_client.predict(1, 2, 4, 1.5, api_name="/interpolate_faces")
 
-    text, _, _ = faulty_client.predict("the sea is blue and the sky is blue", 2, "the", 5, 0, api_name="/ngram_generate")
+    text, _, _ = faulty_client.predict(
+        "the sea is blue and the sky is blue", 2, "the", 5, 0, api_name="/ngram_generate"
+    )
     assert text.split()
     assert len(faulty_client.predict("digits", 0, 2, api_name="/vae_sample_prior")) == 2
     images, _, _, _ = one_quick_image(faulty_client)
@@ -85,15 +86,17 @@ def test_healthz_answers_503_naming_the_model_that_failed_to_load(faulty_app_url
         time.sleep(1)
     assert status == 503
     assert answer["status"] == "unhealthy"
-    assert answer["failing"] == [health.GAN_FACES]
-    assert "switched off" in answer["models"][health.GAN_FACES]["detail"]
+    assert answer["failing"] == ["gan-faces"]
+    assert "switched off" in answer["models"]["gan-faces"]["detail"]
     assert all(
-        model["state"] in ("ok", "not loaded") for name, model in answer["models"].items() if name != health.GAN_FACES
+        model["state"] in ("ok", "not loaded") for name, model in answer["models"].items() if name != "gan-faces"
     )
 
 
 def test_an_image_past_its_time_budget_stops_with_a_message_naming_the_budget(faulty_client):
-    with pytest.raises(Exception, match=rf"Stopped after \d+ of 100 steps: one generation may take at most {IMAGE_SECONDS:g} s"):
+    with pytest.raises(
+        Exception, match=rf"Stopped after \d+ of 100 steps: one generation may take at most {IMAGE_SECONDS:g} s"
+    ):
         faulty_client.predict("a blue square", "", 100, 4.0, 1, "DDPM", 4, api_name="/text_to_image")
     images, _, _, _ = one_quick_image(faulty_client)  # the model is free again
     assert len(images) == 1
@@ -130,7 +133,7 @@ def event_handler(api_name: str):
 
 
 def test_out_of_memory_frees_memory_says_what_to_lower_and_the_next_request_works(monkeypatch):
-    from pipelines.gan import FacePipeline
+    from pipelines.gan.faces import FacePipeline
 
     real_sample = FacePipeline.sample
     raised, emptied = [], []

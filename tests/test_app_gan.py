@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from demos import gan_faces
-from pipelines.imaging import pixel_difference
+from pipelines.core.imaging import pixel_difference
+from pipelines.gan.options import TRUNCATION
 
 
 def gallery_images(gallery) -> list[Image.Image]:
@@ -35,9 +36,7 @@ def test_sample_faces_is_deterministic_per_seed_through_the_api(client):
 
 
 def test_interpolate_faces_returns_frames_and_an_animated_gif(client):
-    frames, animation, gif_path = client.predict(
-        seed_a=1, seed_b=2, frames=5, api_name="/interpolate_faces"
-    )
+    frames, animation, gif_path = client.predict(seed_a=1, seed_b=2, frames=5, api_name="/interpolate_faces")
     assert len(frames) == 5
     gif = Image.open(gif_path)
     assert gif.format == "GIF" and gif.n_frames >= 5 and gif.info.get("loop") == 0
@@ -48,12 +47,21 @@ def test_interpolate_faces_returns_frames_and_an_animated_gif(client):
 
 def test_face_arithmetic_shows_the_target_at_increasing_strengths(client):
     edited = client.predict(
-        seed=7, truncation=1.5, group_a=["1", "2"], group_b=["3", "4"], target="5", strength=2.0,
+        seed=7,
+        truncation=1.5,
+        group_a=["1", "2"],
+        group_b=["3", "4"],
+        target="5",
+        strength=2.0,
         api_name="/face_arithmetic",
-    )  # fmt: skip
+    )
     assert [item["caption"] for item in edited] == [
-        "strength +0.00", "strength +0.50", "strength +1.00", "strength +1.50", "strength +2.00",
-    ]  # fmt: skip
+        "strength +0.00",
+        "strength +0.50",
+        "strength +1.00",
+        "strength +1.50",
+        "strength +2.00",
+    ]
 
 
 def test_face_arithmetic_works_from_the_tabs_own_picks(client):
@@ -65,7 +73,7 @@ def test_face_arithmetic_works_from_the_tabs_own_picks(client):
 
 
 def test_a_new_grid_clears_the_picks_made_on_another():
-    example = [gan_faces.SMILE_EXAMPLE["seed"], gan_faces.DEFAULT_TRUNCATION]
+    example = [gan_faces.SMILE_EXAMPLE["seed"], TRUNCATION.default]
     grid, picks_a, picks_b, shown = gan_faces.show_grid(8, 1.5, example)
     assert len(grid) == gan_faces.GRID_SIZE and picks_a == picks_b == [] and shown == [8, 1.5]
     _, picks_a, picks_b, shown = gan_faces.show_grid(8, 1.5, shown)  # the same grid again: picks kept
@@ -108,15 +116,17 @@ def test_interpolate_faces_refuses_bad_input_with_the_limit(client, arguments, m
 
 def test_face_arithmetic_refuses_empty_or_identical_groups(client):
     with pytest.raises(Exception, match="at least one face WITH the feature"):
-        client.predict(seed=7, truncation=1.5, group_a=[], group_b=["1"], target="2", strength=1.0,
-                       api_name="/face_arithmetic")  # fmt: skip
+        client.predict(
+            seed=7, truncation=1.5, group_a=[], group_b=["1"], target="2", strength=1.0, api_name="/face_arithmetic"
+        )
     with pytest.raises(Exception, match="same faces"):
-        client.predict(seed=7, truncation=1.5, group_a=["1"], group_b=["1"], target="2", strength=1.0,
-                       api_name="/face_arithmetic")  # fmt: skip
+        client.predict(
+            seed=7, truncation=1.5, group_a=["1"], group_b=["1"], target="2", strength=1.0, api_name="/face_arithmetic"
+        )
 
 
 def test_the_server_keeps_serving_after_refusals(client):
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="Seed must be a whole number"):
         client.predict(seed="bad", count=2, truncation=1.5, api_name="/sample_faces")
     gallery, _ = client.predict(seed=3, count=1, truncation=1.5, api_name="/sample_faces")
     assert len(gallery) == 1

@@ -5,16 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import REPO_ROOT
+from tools.app_process import REPO_ROOT
 
 HEAVY_LIBRARIES = ("diffusers", "transformers")  # seconds each to import; loaded on a tab's first use
 
 
 def test_building_the_app_leaves_the_model_libraries_unimported():
-    code = (
-        "import sys, app; "
-        f"print('imported:', [name for name in {HEAVY_LIBRARIES!r} if name in sys.modules])"
-    )
+    code = f"import sys, app; print('imported:', [name for name in {HEAVY_LIBRARIES!r} if name in sys.modules])"
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=True
     )
@@ -22,7 +19,7 @@ def test_building_the_app_leaves_the_model_libraries_unimported():
 
 
 def test_the_tab_offers_exactly_the_pipelines_schedulers():
-    from pipelines import text_to_image, text_to_image_options
+    from pipelines.diffusion import options, text_to_image
 
-    assert tuple(text_to_image.SCHEDULERS) == text_to_image_options.SCHEDULER_NAMES
-    assert text_to_image_options.DEFAULT_SCHEDULER in text_to_image.SCHEDULERS
+    assert tuple(text_to_image.SCHEDULERS) == options.SCHEDULER_NAMES
+    assert options.DEFAULT_SCHEDULER in text_to_image.SCHEDULERS

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.ngram import split_words
-from pipelines.sample_texts import SAMPLE_TEXTS
+from pipelines.text.ngram import split_words
+from pipelines.text.sample_texts import SAMPLE_TEXTS
 
 SEA = SAMPLE_TEXTS["The sea"]
 

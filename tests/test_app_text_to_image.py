@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.imaging import pixel_difference
-from pipelines.text_to_image_options import DEFAULT_SCHEDULER
+from pipelines.core.imaging import pixel_difference
+from pipelines.diffusion.options import DEFAULT_SCHEDULER
 
 FAST = dict(negative_prompt="", steps=4, guidance_scale=4.0)
 
@@ -20,9 +20,12 @@ def gallery_images(gallery) -> list[Image.Image]:
 
 def test_text_to_image_returns_images_a_strip_and_pngs_with_their_parameters(client):
     gallery, strip, downloads, note = client.predict(
-        prompt="a large red circle in the center on a black background", seed=42, count=2, **FAST,
+        prompt="a large red circle in the center on a black background",
+        seed=42,
+        count=2,
+        **FAST,
         api_name="/text_to_image",
-    )  # fmt: skip
+    )
     images = gallery_images(gallery)
     assert len(images) == 2 and all(i.width == i.height >= 64 for i in images)
     assert [item["caption"] for item in strip][-1] == "step 4/4" and len(strip) == 4
@@ -37,8 +40,9 @@ def test_text_to_image_returns_images_a_strip_and_pngs_with_their_parameters(cli
 
 def test_same_prompt_seed_and_settings_give_the_same_image(client):
     def image(seed):
-        gallery, *_ = client.predict(prompt="blue square, top right, white background", seed=seed, **FAST,
-                                     api_name="/text_to_image")  # fmt: skip
+        gallery, *_ = client.predict(
+            prompt="blue square, top right, white background", seed=seed, **FAST, api_name="/text_to_image"
+        )
         return gallery_images(gallery)[0]
 
     first, again, other = image(7), image(7), image(8)
@@ -60,7 +64,10 @@ def test_an_empty_prompt_is_an_unconditional_sample_and_says_so(client):
         (dict(steps=101), "Steps must be from 1 to 100|greater than maximum value 100"),
         (dict(guidance_scale=20.5), "Guidance scale must be from 0.0 to 20.0|greater than maximum value 20"),
         # Dropdowns: Gradio refuses values outside their choices, listing them.
-        (dict(scheduler="PNDM"), r"Unknown scheduler|not in the list of choices: \['DDPM', 'DDIM', 'DPM-Solver\+\+', 'Euler'\]"),
+        (
+            dict(scheduler="PNDM"),
+            r"Unknown scheduler|not in the list of choices: \['DDPM', 'DDIM', 'DPM-Solver\+\+', 'Euler'\]",
+        ),
         (dict(model="someone/big-model"), "Unknown model|not in the list of choices"),
         (dict(count=5), "Number of images must be from 1 to 4|greater than maximum value 4"),
     ],

@@ -8,8 +8,8 @@ from gradio_client import handle_file
 from PIL import Image
 
 from demos import vae_interpolation
-from pipelines.imaging import pixel_difference
-from pipelines.vae import load_vae
+from pipelines.core import registry
+from pipelines.core.imaging import pixel_difference
 
 
 def gallery_images(gallery) -> list[Image.Image]:
@@ -20,7 +20,7 @@ def gallery_images(gallery) -> list[Image.Image]:
 def digit_files(tmp_path_factory) -> list[str]:
     """Two held-out digits and one face as PNG files, the way a workshop script would send them."""
     folder = tmp_path_factory.mktemp("vae-inputs")
-    digits = load_vae("digits").example_images()
+    digits = registry.load("vae-digits").example_images()
     paths = []
     for index, image in enumerate(digits[:2]):
         path = folder / f"digit-{index}.png"
@@ -34,9 +34,13 @@ def digit_files(tmp_path_factory) -> list[str]:
 
 def interpolate(client, image_a, image_b, frames=5, model="digits", method="slerp"):
     return client.predict(
-        image_a=handle_file(image_a), image_b=handle_file(image_b), frames=frames, model=model, method=method,
+        image_a=handle_file(image_a),
+        image_b=handle_file(image_b),
+        frames=frames,
+        model=model,
+        method=method,
         api_name="/vae_interpolate",
-    )  # fmt: skip
+    )
 
 
 def test_vae_interpolate_returns_the_frames(client, digit_files):
@@ -105,15 +109,23 @@ def test_prior_samples_are_seeded(client):
 
 def test_attribute_vector_shows_the_target_at_increasing_strengths(client):
     edited = client.predict(
-        model="digits", with_feature=["1", "2"], without_feature=["3"], target="4", strength=2.0,
+        model="digits",
+        with_feature=["1", "2"],
+        without_feature=["3"],
+        target="4",
+        strength=2.0,
         api_name="/vae_attribute_vector",
-    )  # fmt: skip
+    )
     assert [item["caption"] for item in edited][::4] == ["strength +0.00", "strength +2.00"]
     with pytest.raises(Exception, match="at least one example WITH"):
         client.predict(
-            model="digits", with_feature=[], without_feature=["3"], target="4", strength=2.0,
+            model="digits",
+            with_feature=[],
+            without_feature=["3"],
+            target="4",
+            strength=2.0,
             api_name="/vae_attribute_vector",
-        )  # fmt: skip
+        )
 
 
 def test_attribute_vector_works_from_the_tabs_own_picks(client):

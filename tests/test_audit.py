@@ -52,6 +52,7 @@ def test_the_installed_gradio_is_the_pinned_one_and_past_every_file_route_adviso
     assert Version(pinned) >= latest_fix
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not pypi_reachable(), reason="PyPI's JSON API is not reachable from this machine")
 def test_pypi_lists_no_vulnerability_for_the_pins_it_covers():
     report = audit.audit(FILES, online=True)

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from pipelines.batching import BatchingRunner
+from pipelines.core.batching import BatchingRunner
 
 
 class SlowDouble:

@@ -23,4 +23,6 @@ def test_generating_in_the_browser_shows_images_and_the_look_inside_strip(page):
 def test_an_example_prompt_fills_the_prompt_box(page):
     page.get_by_role("tab", name="Text → Image").click()
     page.get_by_text("blue square, top right, white background").first.click()
-    expect(page.locator("#t2i-prompt textarea")).to_have_value("blue square, top right, white background", timeout=10_000)
+    expect(page.locator("#t2i-prompt textarea")).to_have_value(
+        "blue square, top right, white background", timeout=10_000
+    )

@@ -34,8 +34,9 @@ def test_digits_latent_map_is_drawn_and_a_click_decodes_a_point(page):
     map_image.first.click(position={"x": 120, "y": 140})
     page.wait_for_function(
         "src => { const i = document.querySelector('#vae-latent-map img[src*=file]'); return i && i.src !== src; }",
-        arg=first_source, timeout=60_000,
-    )  # fmt: skip
+        arg=first_source,
+        timeout=60_000,
+    )
     page.screenshot(path=SCREENSHOT_DIR / "vae-latent-map.png", full_page=True)
 
 
@@ -57,6 +58,7 @@ def test_a_digit_drawn_on_the_sketchpad_becomes_image_a(page):
     page.get_by_role("button", name="Use drawing as A").click()
     page.wait_for_function(
         "src => { const i = document.querySelector('#vae-image-a img[src*=file]'); return i && i.src !== src; }",
-        arg=before, timeout=60_000,
-    )  # fmt: skip
+        arg=before,
+        timeout=60_000,
+    )
     page.screenshot(path=SCREENSHOT_DIR / "vae-sketchpad.png", full_page=True)

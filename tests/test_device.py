@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipelines import device
+from pipelines.core import device
 
 
 @pytest.fixture(autouse=True)

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.device import DeviceChoice
-from pipelines.gan import (
+from pipelines.core.device import DeviceChoice
+from pipelines.core.imaging import pixel_difference
+from pipelines.core.weights import GAN_FACES_PACK, installed_pack_folder
+from pipelines.gan.faces import (
     LATENT_DIM,
     DCGANGenerator,
     FacePipeline,
@@ -15,8 +17,6 @@ from pipelines.gan import (
     slerp,
     truncated_latents,
 )
-from pipelines.imaging import pixel_difference
-from pipelines.weights import GAN_FACES_PACK, installed_pack_folder
 
 CPU = DeviceChoice(torch.device("cpu"), torch.float32)
 

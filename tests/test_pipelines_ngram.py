@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.ngram import END_OF_TEXT, NgramModel, join_words, split_words
-from pipelines.sample_texts import SAMPLE_TEXTS
+from pipelines.text.ngram import END_OF_TEXT, NgramModel, join_words, split_words
+from pipelines.text.sample_texts import SAMPLE_TEXTS
 
 SEA = SAMPLE_TEXTS["The sea"]
 
@@ -77,7 +77,7 @@ def test_model_size_grows_with_n():
 
 @pytest.mark.parametrize("n", [0, 6])
 def test_n_outside_1_to_5_is_refused(n):
-    with pytest.raises(ValueError, match="between 1 and 5"):
+    with pytest.raises(ValueError, match="from 1 to 5"):
         NgramModel.fit(SEA, n)
 
 

@@ -10,14 +10,10 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from pipelines.text_generation import (
-    BUILTIN_MODEL,
-    MAX_NEW_TOKENS,
-    SamplingSettings,
-    TextGenerator,
-    load_text_generator,
-)
-from pipelines.weights import ModelSourceError
+from pipelines.core import registry
+from pipelines.core.weights import ModelSourceError
+from pipelines.text.generation import SamplingSettings, TextGenerator, load_text_generator
+from pipelines.text.options import MAX_NEW_TOKENS
 
 WORDS = (
     "the sea is calm and blue boats sail on waves wind blows over sand a gull cries at dawn "
@@ -46,10 +42,17 @@ def tiny_model_folder(tmp_path_factory):
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(vocabulary), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=CONTEXT,
-        bos_token_id=1, eos_token_id=None, pad_token_id=2,  # no end token: generations run to their limit
-    )  # fmt: skip
+        vocab_size=len(vocabulary),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=CONTEXT,
+        bos_token_id=1,
+        eos_token_id=None,
+        pad_token_id=2,  # no end token: generations run to their limit
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
 
@@ -59,8 +62,8 @@ def tiny(tiny_model_folder) -> TextGenerator:
     return load_text_generator(str(tiny_model_folder))
 
 
-def test_loads_a_local_folder_once(tiny, tiny_model_folder):
-    assert load_text_generator(str(tiny_model_folder)) is tiny
+def test_loads_a_local_folder(tiny, tiny_model_folder):
+    assert tiny.name == tiny_model_folder.name
     assert tiny.context_length == CONTEXT
     assert tiny.has_chat_template
 
@@ -93,13 +96,17 @@ def test_greedy_ignores_the_seed(tiny):
 
 
 def test_concurrent_users_keep_their_own_seeds(tiny):
-    settings = {seed: SamplingSettings(max_new_tokens=30, temperature=1.0, top_k=0, top_p=1.0, seed=seed) for seed in (1, 2)}
+    settings = {
+        seed: SamplingSettings(max_new_tokens=30, temperature=1.0, top_k=0, top_p=1.0, seed=seed) for seed in (1, 2)
+    }
     alone = {seed: tiny.generate("boats sail", s).new_ids for seed, s in settings.items()}
     together: dict[int, list[int]] = {}
     threads = [
-        threading.Thread(target=lambda s=seed: together.__setitem__(s, tiny.generate("boats sail", settings[s]).new_ids))
+        threading.Thread(
+            target=lambda s=seed: together.__setitem__(s, tiny.generate("boats sail", settings[s]).new_ids)
+        )
         for seed in (1, 2, 1, 2)
-    ]  # fmt: skip
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -150,7 +157,9 @@ def test_long_prompt_is_cut_from_the_left_with_a_note(tiny):
 
 
 def test_look_inside_matches_greedy_choices(tiny):
-    generation = tiny.generate("stars shine", SamplingSettings(max_new_tokens=10, temperature=0, repetition_penalty=1.0))
+    generation = tiny.generate(
+        "stars shine", SamplingSettings(max_new_tokens=10, temperature=0, repetition_penalty=1.0)
+    )
     choices = tiny.explain(generation)
     assert len(choices) == 10
     for choice in choices:
@@ -166,7 +175,9 @@ def test_look_inside_matches_greedy_choices(tiny):
     "settings, message",
     [
         (SamplingSettings(max_new_tokens=0), "max_new_tokens"),
-        (SamplingSettings(max_new_tokens=MAX_NEW_TOKENS + 1), "max_new_tokens"),
+        (SamplingSettings(max_new_tokens=MAX_NEW_TOKENS.high + 1), "max_new_tokens"),
+        (SamplingSettings(temperature=2.5), "temperature must be a number from 0.0 to 2.0"),
+        (SamplingSettings(top_k=201), "top_k must be a whole number from 0 to 200"),
         (SamplingSettings(top_p=0), "top_p"),
         (SamplingSettings(seed=-1), "seed"),
     ],
@@ -185,6 +196,8 @@ def test_unknown_and_unreachable_models_give_clear_errors(monkeypatch):
     import huggingface_hub.constants
 
     with pytest.raises(ModelSourceError, match="Unknown model"):
+        registry.load("nobody/no-such-model")
+    with pytest.raises(ModelSourceError, match="not on this app's list of allowed models"):
         load_text_generator("nobody/no-such-model")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as on a machine without the Hub
     with pytest.raises(ModelSourceError, match="Hub"):
@@ -193,7 +206,7 @@ def test_unknown_and_unreachable_models_give_clear_errors(monkeypatch):
 
 @pytest.mark.slow
 def test_real_smollm2_greedy_generation_is_deterministic():
-    generator = load_text_generator(BUILTIN_MODEL)
+    generator = registry.load("smollm2-135m")
     settings = SamplingSettings(max_new_tokens=12, temperature=0)
     first = generator.generate("What is the capital of France?", settings)
     second = generator.generate("What is the capital of France?", settings)

@@ -1,4 +1,5 @@
-"""The text-to-image pipeline on tiny random models: training lowers the loss, save/load, seeds, schedulers, Hub path."""
+"""The text-to-image pipeline on tiny random models: training lowers the loss, save/load, seeds, schedulers,
+the Hub path."""
 
 from __future__ import annotations
 
@@ -10,13 +11,18 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines import text_to_image as t2i
-from pipelines.imaging import pixel_difference
-from pipelines.shapes_world import random_scene
-from pipelines.weights import ModelSourceError
+from pipelines.core.imaging import pixel_difference
+from pipelines.core.weights import ModelSourceError
+from pipelines.diffusion import text_to_image as t2i
+from pipelines.diffusion.shapes_world import random_scene
 from training.train_text_to_image import (
-    CachedTextEncoder, LearningRatePlan, batch_tensors, diffusion_loss, object_colour_positions, sample_timesteps,
-)  # fmt: skip
+    CachedTextEncoder,
+    LearningRatePlan,
+    batch_tensors,
+    diffusion_loss,
+    object_colour_positions,
+    sample_timesteps,
+)
 
 TINY = (32, 32, 32)
 
@@ -28,7 +34,9 @@ def tiny_pipeline():
 
 def test_a_few_training_steps_on_a_tiny_model_reduce_the_loss():
     unet, scheduler = t2i.new_pipeline(TINY, seed=1).unet.train(), t2i.training_scheduler()
-    clean, captions, weights = batch_tensors(random.Random(0), 4, caption_dropout=0.0, patch=t2i.PATCH, object_weight=4.0)
+    clean, captions, weights = batch_tensors(
+        random.Random(0), 4, caption_dropout=0.0, patch=t2i.PATCH, object_weight=4.0
+    )
     text = CachedTextEncoder()(captions)
 
     def fixed_loss() -> float:  # same images, noise and timesteps before and after
@@ -85,7 +93,7 @@ def test_training_batches_weight_the_shapes_pixels_and_keep_patches_exact():
 def test_box_weights_cover_every_shape_pixel_and_the_corners_around_round_and_pointed_shapes():
     shape_weights = batch_tensors(
         random.Random(8), 32, caption_dropout=0.0, patch=4, object_weight=4.0, weight_region="pixels"
-    )  # fmt: skip
+    )
     box_clean, _, box_weights = batch_tensors(random.Random(8), 32, caption_dropout=0.0, patch=4, object_weight=4.0)
     assert torch.equal(box_clean, shape_weights[0])  # the same images: only the weights differ
     on_shape, in_box = (t2i.patches_to_images(w)[:, 0] > 1 for w in (shape_weights[2], box_weights))
@@ -168,10 +176,14 @@ def test_clean_image_estimates_are_clamped_to_the_image_range(tiny_pipeline):
             return {}
 
         tiny_pipeline(
-            "a red circle", num_inference_steps=3, guidance_scale=20.0, generator=torch.Generator().manual_seed(0),
-            callback_on_step_end=keep, callback_on_step_end_tensor_inputs=["pred_original_sample"],
+            "a red circle",
+            num_inference_steps=3,
+            guidance_scale=20.0,
+            generator=torch.Generator().manual_seed(0),
+            callback_on_step_end=keep,
+            callback_on_step_end_tensor_inputs=["pred_original_sample"],
             clamp_clean_estimate=clamp,
-        )  # fmt: skip
+        )
         return torch.stack(seen)
 
     assert estimates(clamp=False).abs().max() > 1.0  # strong guidance overshoots the image range ...
@@ -217,8 +229,8 @@ def test_generate_returns_count_images_and_a_strip_of_clean_image_estimates(tiny
     "arguments, message",
     [
         (dict(prompt="x" * 1001), "1000 characters"),
-        (dict(prompt="a", steps=0), "Steps must be from 1 to 100"),
-        (dict(prompt="a", guidance_scale=20.5), "Guidance scale must be from 0.0 to 20.0"),
+        (dict(prompt="a", steps=0), "Steps must be a whole number from 1 to 100"),
+        (dict(prompt="a", guidance_scale=20.5), "Guidance scale must be a number from 0.0 to 20.0"),
         (dict(prompt="a", count=5), "from 1 to 4"),
     ],
 )
@@ -247,24 +259,46 @@ def tiny_stable_diffusion(folder):
     (folder / "merges.txt").write_text("#version: 0.2\n")
     tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
     torch.manual_seed(0)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-        max_position_embeddings=77, projection_dim=32,
-    ))  # fmt: skip
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            max_position_embeddings=77,
+            projection_dim=32,
+        )
+    )
     vae = AutoencoderKL(
-        block_out_channels=(32, 32), down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=32, sample_size=32,
-    )  # fmt: skip
+        block_out_channels=(32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=32,
+    )
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, norm_num_groups=32,
-    )  # fmt: skip
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=32,
+    )
     pipeline = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
         scheduler=DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )  # fmt: skip
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipeline.save_pretrained(folder / "pipeline")
     return folder / "pipeline"
 
@@ -293,10 +327,11 @@ def test_an_unreachable_hub_model_gives_a_clear_error(monkeypatch):
         t2i.load_text_to_image("someone/unknown-model")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheduler", [name for name in t2i.SCHEDULERS if name != t2i.DEFAULT_SCHEDULER])
 def test_every_scheduler_draws_what_the_default_one_draws_with_the_trained_weights(scheduler):
     # They all integrate the same learned reverse process; DDIM with x0 clipping once drew a mess instead.
-    pipeline = t2i.load_text_to_image()
+    pipeline = t2i.load_builtin_text_to_image()
     prompt = "a green triangle in the center on a white background"
     reference = np.asarray(t2i.generate(pipeline, prompt, seed=1).images[0], dtype=np.float32)
     image = np.asarray(t2i.generate(pipeline, prompt, seed=1, scheduler_name=scheduler).images[0], dtype=np.float32)

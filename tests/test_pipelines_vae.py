@@ -13,12 +13,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from pipelines.imaging import pixel_difference
-from pipelines.vae import (
-    ConvVAE, ConvVAEConfig, HubVAEPipeline, TrainedVAEPipeline, attribute_vector, elbo_loss, fit_digit,
-    interpolate_latents, kl_divergence, load_vae, pixel_upscale, reparameterise, undo_pixel_upscale,
-)  # fmt: skip
-from pipelines.weights import REPO_ROOT
+from pipelines.core import registry
+from pipelines.core.imaging import pixel_difference
+from pipelines.core.weights import REPO_ROOT
+from pipelines.vae.data import fit_digit, pixel_upscale, undo_pixel_upscale
+from pipelines.vae.model import ConvVAE, ConvVAEConfig, elbo_loss, kl_divergence, reparameterise
+from pipelines.vae.pipeline import (
+    HubVAEPipeline,
+    TrainedVAEPipeline,
+    attribute_vector,
+    interpolate_latents,
+    load_vae,
+)
 
 TINY = ConvVAEConfig(image_size=16, channels=1, latent_dim=4, features=(8, 16))
 
@@ -105,7 +111,7 @@ def test_a_drawn_digit_is_fitted_like_the_dataset():
 
 @pytest.fixture(scope="module")
 def digits() -> TrainedVAEPipeline:
-    pipeline = load_vae("digits")
+    pipeline = registry.load("vae-digits")
     assert isinstance(pipeline, TrainedVAEPipeline)
     return pipeline
 
@@ -120,7 +126,7 @@ def test_committed_digit_weights_reconstruct_held_out_digits(digits):
 
 
 def test_committed_face_weights_load_and_reconstruct_a_face():
-    faces = load_vae("faces")
+    faces = registry.load("vae-faces")
     assert faces.latent_dim == 32 and faces.image_size == 64
     example = faces.example_images()[0]
     reconstruction = faces.reconstruct([example])[0]
@@ -136,7 +142,7 @@ def test_interpolation_ends_decode_to_the_inputs_reconstructions(digits):
     assert pixel_difference(result.frames[0], reconstruction_a) < 1
     assert pixel_difference(result.frames[-1], reconstruction_b) < 1
     assert pixel_difference(result.frames[2], reconstruction_a) > 1  # the middle really moves
-    with pytest.raises(ValueError, match="between 2 and 64"):
+    with pytest.raises(ValueError, match="from 2 to 64"):
         digits.interpolate(a, b, frames=65)
 
 
@@ -170,10 +176,16 @@ def test_hub_path_interpolates_with_a_tiny_autoencoder_kl_from_a_folder(tmp_path
 
     torch.manual_seed(0)
     tiny = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, sample_size=32, layers_per_block=1,
-        block_out_channels=(8, 16), norm_num_groups=8,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-    )  # fmt: skip
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        sample_size=32,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+    )
     tiny.save_pretrained(tmp_path / "tiny-vae")
     pipeline = load_vae(str(tmp_path / "tiny-vae"))
     assert isinstance(pipeline, HubVAEPipeline) and pipeline.image_size == 32

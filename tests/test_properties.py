@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from demos import validation
+from pipelines.core.limits import SEED
 
 FEW = settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 SOME = settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
@@ -25,12 +26,21 @@ any_float = st.floats(allow_nan=True, allow_infinity=True)
 texts = st.one_of(
     st.text(max_size=40),
     st.text(alphabet=st.characters(min_codepoint=0x80, max_codepoint=0x10FFFF), max_size=20),  # any unicode
-    st.just(""), st.just("   \n\t"), st.just("x" * 100_000), st.just("🙂" * 2_000), st.just("\x00\x01\ufffd"),
-)  # fmt: skip
+    st.just(""),
+    st.just("   \n\t"),
+    st.just("x" * 100_000),
+    st.just("🙂" * 2_000),
+    st.just("\x00\x01\ufffd"),
+)
 junk = st.one_of(
-    st.none(), st.booleans(), huge_integers, any_float, texts, st.lists(st.integers(), max_size=3),
+    st.none(),
+    st.booleans(),
+    huge_integers,
+    any_float,
+    texts,
+    st.lists(st.integers(), max_size=3),
     st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
-)  # fmt: skip
+)
 # Numbers for a pipeline's numeric arguments: small, huge, negative, fractional, NaN, infinite. Pipelines
 # refuse bad values with ValueError; wrong types (None, lists) are the API tests' business below.
 numbers = st.one_of(st.integers(-5, 100), huge_integers, any_float)
@@ -109,13 +119,16 @@ def test_seed_accepts_only_whole_numbers_from_0_to_2_32(value):
     try:
         result = validation.seed(value)
     except gr.Error as error:
-        assert "Seed" in str(error) and str(validation.MAX_SEED) in str(error)
+        assert "Seed" in str(error) and str(SEED.high) in str(error)
     else:
-        assert 0 <= result <= validation.MAX_SEED
+        assert 0 <= result <= SEED.high
 
 
 @FEW
-@given(with_feature=st.one_of(st.none(), st.lists(anything, max_size=4)), without=st.one_of(st.none(), st.lists(anything, max_size=4)))
+@given(
+    with_feature=st.one_of(st.none(), st.lists(anything, max_size=4)),
+    without=st.one_of(st.none(), st.lists(anything, max_size=4)),
+)
 def test_feature_groups_returns_two_different_index_groups_or_refuses(with_feature, without):
     try:
         picks_with, picks_without = validation.feature_groups(with_feature, without, 16, "face")
@@ -132,9 +145,9 @@ def test_feature_groups_returns_two_different_index_groups_or_refuses(with_featu
 
 @pytest.fixture(scope="module")
 def faces():
-    from pipelines.gan import face_pipeline
+    from pipelines.core import registry
 
-    return face_pipeline()
+    return registry.load("gan-faces")
 
 
 @SOME
@@ -160,9 +173,16 @@ def test_gan_interpolate_gives_frames_or_a_value_error(faces, seed_a, seed_b, fr
 
 
 @SOME
-@given(seed=numbers, group_a=st.lists(st.integers(-20, 40), max_size=4), group_b=st.lists(st.integers(-20, 40), max_size=4),
-       target=numbers, strengths=st.lists(numbers, max_size=3))  # fmt: skip
-def test_gan_attribute_edit_gives_one_face_per_strength_or_a_value_error(faces, seed, group_a, group_b, target, strengths):
+@given(
+    seed=numbers,
+    group_a=st.lists(st.integers(-20, 40), max_size=4),
+    group_b=st.lists(st.integers(-20, 40), max_size=4),
+    target=numbers,
+    strengths=st.lists(numbers, max_size=3),
+)
+def test_gan_attribute_edit_gives_one_face_per_strength_or_a_value_error(
+    faces, seed, group_a, group_b, target, strengths
+):
     try:
         images = faces.attribute_edit(seed, group_a, group_b, target, strengths)
     except ValueError as error:
@@ -173,9 +193,9 @@ def test_gan_attribute_edit_gives_one_face_per_strength_or_a_value_error(faces, 
 
 @pytest.fixture(scope="module")
 def digits_vae():
-    from pipelines.vae import load_vae
+    from pipelines.core import registry
 
-    return load_vae("digits")
+    return registry.load("vae-digits")
 
 
 @SOME
@@ -201,8 +221,13 @@ def test_vae_latent_map_point_decodes_or_a_value_error(digits_vae, x, y):
 
 
 @SOME
-@given(frames=numbers, method=st.one_of(st.sampled_from(["lerp", "slerp"]), texts),
-       width=st.integers(1, 300), height=st.integers(1, 300), mode=st.sampled_from(["RGB", "L", "RGBA", "1", "P"]))  # fmt: skip
+@given(
+    frames=numbers,
+    method=st.one_of(st.sampled_from(["lerp", "slerp"]), texts),
+    width=st.integers(1, 300),
+    height=st.integers(1, 300),
+    mode=st.sampled_from(["RGB", "L", "RGBA", "1", "P"]),
+)
 def test_vae_interpolate_any_image_shape_and_mode(digits_vae, frames, method, width, height, mode):
     image = Image.new(mode, (width, height))
     try:
@@ -216,7 +241,7 @@ def test_vae_interpolate_any_image_shape_and_mode(digits_vae, frames, method, wi
 @FEW
 @given(corpus=texts, n=numbers)
 def test_ngram_fit_counts_or_refuses(corpus, n):
-    from pipelines.ngram import NgramModel
+    from pipelines.text.ngram import NgramModel
 
     try:
         model = NgramModel.fit(corpus, n)
@@ -229,8 +254,8 @@ def test_ngram_fit_counts_or_refuses(corpus, n):
 @FEW
 @given(prompt=texts, max_words=numbers, seed=numbers)
 def test_ngram_generate_returns_at_most_max_words_or_refuses(prompt, max_words, seed):
-    from pipelines.ngram import NgramModel
-    from pipelines.sample_texts import SAMPLE_TEXTS
+    from pipelines.text.ngram import NgramModel
+    from pipelines.text.sample_texts import SAMPLE_TEXTS
 
     model = NgramModel.fit(next(iter(SAMPLE_TEXTS.values())), 3)
     try:
@@ -243,18 +268,25 @@ def test_ngram_generate_returns_at_most_max_words_or_refuses(prompt, max_words, 
 
 @pytest.fixture(scope="module")
 def tiny_text_to_image():
-    from pipelines import text_to_image as t2i
+    from pipelines.diffusion import text_to_image as t2i
 
     return t2i.new_pipeline((32, 32, 32), seed=0)
 
 
 @SOME
-@given(prompt=texts, negative=texts, steps=numbers, guidance=numbers, seed=numbers,
-       scheduler=st.one_of(st.sampled_from(["DDPM", "DDIM", "DPM-Solver++", "Euler"]), texts), count=numbers)  # fmt: skip
+@given(
+    prompt=texts,
+    negative=texts,
+    steps=numbers,
+    guidance=numbers,
+    seed=numbers,
+    scheduler=st.one_of(st.sampled_from(["DDPM", "DDIM", "DPM-Solver++", "Euler"]), texts),
+    count=numbers,
+)
 def test_text_to_image_generate_gives_count_images_or_a_value_error(
     tiny_text_to_image, prompt, negative, steps, guidance, seed, scheduler, count
 ):
-    from pipelines import text_to_image as t2i
+    from pipelines.diffusion import text_to_image as t2i
 
     try:
         result = t2i.generate(tiny_text_to_image, prompt, negative, steps, guidance, seed, scheduler, count)
@@ -266,21 +298,26 @@ def test_text_to_image_generate_gives_count_images_or_a_value_error(
 
 @pytest.mark.slow
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-@given(prompt=texts, max_new_tokens=st.one_of(st.integers(1, 3), numbers), temperature=numbers, top_p=numbers,
-       top_k=numbers, seed=numbers)  # fmt: skip
+@given(
+    prompt=texts,
+    max_new_tokens=st.one_of(st.integers(1, 3), numbers),
+    temperature=numbers,
+    top_p=numbers,
+    top_k=numbers,
+    seed=numbers,
+)
 def test_text_generation_streams_or_refuses(prompt, max_new_tokens, temperature, top_p, top_k, seed):
-    from pipelines.text_generation import BUILTIN_MODEL, SamplingSettings, load_text_generator
+    from pipelines.core import registry
+    from pipelines.text.generation import SamplingSettings
 
     if isinstance(max_new_tokens, int) and max_new_tokens > 3:
         max_new_tokens = 10**6  # valid sizes are tested elsewhere; a big one must be refused, not run
     settings_ = SamplingSettings(
         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, chat=False
     )
-    generator = load_text_generator(BUILTIN_MODEL)
+    generator = registry.load("smollm2-135m")
     try:
-        generation = None
-        for generation in generator.stream(prompt, settings_):
-            pass
+        *_, generation = [None, *generator.stream(prompt, settings_)]
     except ValueError as error:
         assert_clear_refusal(error)
     else:

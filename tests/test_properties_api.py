@@ -14,7 +14,6 @@ from PIL import Image
 
 from tests.test_properties import anything, assert_clear_refusal
 
-
 # ---------------------------------------------------------------------------------------------
 # Every API endpoint of the running app
 
@@ -53,8 +52,10 @@ def file_values(png: str):
     from gradio_client import handle_file
 
     return st.one_of(
-        st.just(handle_file(png)), st.none(), st.just({"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}),
-    )  # fmt: skip
+        st.just(handle_file(png)),
+        st.none(),
+        st.just({"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,25 +71,45 @@ def api(client, tmp_path_factory) -> dict:
         arguments = {}
         for parameter in info["parameters"]:
             key = parameter["parameter_name"]
-            arguments[key] = handle_file(str(png)) if parameter["python_type"]["type"] == "filepath" else (
-                parameter.get("parameter_default") if parameter.get("parameter_has_default") else ""
-            )  # fmt: skip
+            arguments[key] = (
+                handle_file(str(png))
+                if parameter["python_type"]["type"] == "filepath"
+                else (parameter.get("parameter_default") if parameter.get("parameter_has_default") else "")
+            )
         valid[name] = arguments | FAST_VALUES.get(name, {})
-    return {"valid": valid, "png": str(png), "types": {
-        name: {p["parameter_name"]: p["python_type"]["type"] for p in info["parameters"]} for name, info in endpoints.items()
-    }}  # fmt: skip
+    return {
+        "valid": valid,
+        "png": str(png),
+        "types": {
+            name: {p["parameter_name"]: p["python_type"]["type"] for p in info["parameters"]}
+            for name, info in endpoints.items()
+        },
+    }
 
 
 def test_every_endpoint_is_covered(api):
-    assert {"/text_to_image", "/sample_faces", "/vae_interpolate", "/generate_text", "/ngram_generate"} <= set(api["valid"])
+    assert {"/text_to_image", "/sample_faces", "/vae_interpolate", "/generate_text", "/ngram_generate"} <= set(
+        api["valid"]
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("api_name", [
-    "/text_to_image", "/sample_faces", "/interpolate_faces", "/face_arithmetic", "/vae_interpolate",
-    "/vae_latent_map", "/vae_attribute_vector", "/vae_sample_prior", "/generate_text", "/ngram_generate",
-    "/compare_text",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "api_name",
+    [
+        "/text_to_image",
+        "/sample_faces",
+        "/interpolate_faces",
+        "/face_arithmetic",
+        "/vae_interpolate",
+        "/vae_latent_map",
+        "/vae_attribute_vector",
+        "/vae_sample_prior",
+        "/generate_text",
+        "/ngram_generate",
+        "/compare_text",
+    ],
+)
 def test_an_endpoint_answers_random_inputs_with_a_result_or_a_clear_refusal(client, api, api_name):
     parameters = api["types"][api_name]
 
@@ -120,12 +141,15 @@ def raw_call(app_url: str, api_name: str, data: list) -> str:
         return response.read().decode()
 
 
-@pytest.mark.parametrize("api_name, field, message", [
-    ("/text_to_image", "prompt", "Prompt has a character that is not valid text"),
-    ("/generate_text", "prompt", "The prompt has a character that is not valid text"),
-    ("/ngram_generate", "corpus", "The corpus has a character that is not valid text"),
-    ("/compare_text", "prompt", "The prompt has a character that is not valid text"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "api_name, field, message",
+    [
+        ("/text_to_image", "prompt", "Prompt has a character that is not valid text"),
+        ("/generate_text", "prompt", "The prompt has a character that is not valid text"),
+        ("/ngram_generate", "corpus", "The corpus has a character that is not valid text"),
+        ("/compare_text", "prompt", "The prompt has a character that is not valid text"),
+    ],
+)
 def test_text_with_a_lone_surrogate_is_refused_by_name(app_url, api, api_name, field, message):
     # Tokenizers and UTF-8 encoders fail on it; the handler used to crash with Gradio's bare "Error".
     arguments = dict(api["valid"][api_name]) | {field: "a red \ud800 circle"}

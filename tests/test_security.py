@@ -22,22 +22,25 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines import weights
-from pipelines.weights import ModelSourceError
+from pipelines.core import registry, weights
+from pipelines.core.registry import ModelRegistry, ModelSpec
+from pipelines.core.weights import ModelSourceError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PYTHON_SOURCES = sorted(
-    path for folder in ("app.py", "demos", "pipelines", "training", "benchmarks", "tests", "tools")
+    path
+    for folder in ("app.py", "demos", "pipelines", "training", "benchmarks", "tests", "tools")
     for path in ([REPO_ROOT / folder] if folder.endswith(".py") else (REPO_ROOT / folder).rglob("*.py"))
-)  # fmt: skip
+)
 
 
 # ---------------------------------------------------------------------------------------------
 # Raw HTTP against the running app
 
 
-def http_request(app_url: str, path: str, method: str = "GET", body: bytes | None = None,
-                 headers: dict | None = None) -> tuple[int, bytes]:  # fmt: skip
+def http_request(
+    app_url: str, path: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None
+) -> tuple[int, bytes]:
     """Send `path` verbatim (http.client does not normalise '..' or percent-escapes) and read the answer."""
     parts = urllib.parse.urlsplit(app_url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
@@ -52,9 +55,12 @@ def http_request(app_url: str, path: str, method: str = "GET", body: bytes | Non
 def call_endpoint(app_url: str, api_name: str, data: list) -> tuple[str, str]:
     """Gradio's two-step HTTP API: POST the inputs, then read the event stream; returns (event, data)."""
     status, body = http_request(
-        app_url, f"/gradio_api/call/{api_name}", "POST", json.dumps({"data": data}).encode(),
+        app_url,
+        f"/gradio_api/call/{api_name}",
+        "POST",
+        json.dumps({"data": data}).encode(),
         {"Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     assert status == 200, body[:500]
     event_id = json.loads(body)["event_id"]
     _, stream = http_request(app_url, f"/gradio_api/call/{api_name}/{event_id}")
@@ -66,9 +72,13 @@ def upload(app_url: str, filename: str, content: bytes) -> list[str]:
     """POST one file to Gradio's upload route under any file name; returns the server paths it answers."""
     boundary = uuid.uuid4().hex
     body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{filename}"\r\n'
-        f"Content-Type: application/octet-stream\r\n\r\n"
-    ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{filename}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     status, answer = http_request(
         app_url, "/gradio_api/upload", "POST", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     )
@@ -118,11 +128,22 @@ def attack_paths(target: Path, upload_dir: Path) -> list[str]:
         f"{upload_dir}/..%2f..%2f..%2f..%2f..%2f..%2f{absolute.lstrip('/')}",
         absolute + "%00.png",
     ]
-    routes = ["/gradio_api/file=", "/gradio_api/file/", "/file=", "/static/", "/assets/", "/svelte/",
-              "/gradio_api/proxy=", "/"]  # fmt: skip
+    routes = [
+        "/gradio_api/file=",
+        "/gradio_api/file/",
+        "/file=",
+        "/static/",
+        "/assets/",
+        "/svelte/",
+        "/gradio_api/proxy=",
+        "/",
+    ]
     paths = [route + spelling for route in routes for spelling in spellings]
-    paths += ["/static//" + absolute.lstrip("/"), "/gradio_api/file=file://" + absolute,
-              "/gradio_api/custom_component/x/client/" + climb + absolute.lstrip("/") + "/x"]  # fmt: skip
+    paths += [
+        "/static//" + absolute.lstrip("/"),
+        "/gradio_api/file=file://" + absolute,
+        "/gradio_api/custom_component/x/client/" + climb + absolute.lstrip("/") + "/x",
+    ]
     return paths
 
 
@@ -185,8 +206,12 @@ def test_an_input_that_names_a_server_file_is_refused(app_url, tmp_path):
 
 
 def test_the_proxy_route_refuses_loopback_and_private_addresses(app_url):
-    for target in ("http://127.0.0.1:22/", app_url + "config", "http://169.254.169.254/latest/meta-data/",
-                   "http://10.0.0.1/"):  # fmt: skip
+    for target in (
+        "http://127.0.0.1:22/",
+        app_url + "config",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/",
+    ):
         status, _ = http_request(app_url, "/gradio_api/proxy=" + target)
         assert status in (400, 403, 404), (target, status)
 
@@ -195,7 +220,9 @@ def test_the_proxy_route_refuses_loopback_and_private_addresses(app_url):
 # Hub and weights policy
 
 
-@pytest.mark.parametrize("source", ["someone/unknown-model", "../../no-such-folder", "/no/such/folder", "https://evil.example/m"])
+@pytest.mark.parametrize(
+    "source", ["someone/unknown-model", "../../no-such-folder", "/no/such/folder", "https://evil.example/m"]
+)
 def test_sources_that_are_neither_a_folder_nor_allow_listed_are_refused_before_any_download(source, monkeypatch):
     import huggingface_hub
 
@@ -258,13 +285,21 @@ def test_no_code_trusts_remote_code():
 
 def test_every_torch_load_is_weights_only():
     """A pickled checkpoint can run code when loaded; weights_only=True allows tensors and plain data only."""
-    loads = [(path, call) for path, call in python_calls("load")
-             if isinstance(call.func, ast.Attribute) and getattr(call.func.value, "id", None) == "torch"]  # fmt: skip
+    loads = [
+        (path, call)
+        for path, call in python_calls("load")
+        if isinstance(call.func, ast.Attribute) and getattr(call.func.value, "id", None) == "torch"
+    ]
     assert loads, "expected at least the DCGAN pack's torch.load"
-    unsafe = [f"{p.relative_to(REPO_ROOT)}:{c.lineno}" for p, c in loads if keyword_value(c, "weights_only") is not True]
+    unsafe = [
+        f"{p.relative_to(REPO_ROOT)}:{c.lineno}" for p, c in loads if keyword_value(c, "weights_only") is not True
+    ]
     assert not unsafe, f"torch.load without weights_only=True at {unsafe}"
-    pickles = [f"{p.relative_to(REPO_ROOT)}:{c.lineno}" for p, c in python_calls("load")
-               if keyword_value(c, "allow_pickle") not in (None, False)]  # fmt: skip
+    pickles = [
+        f"{p.relative_to(REPO_ROOT)}:{c.lineno}"
+        for p, c in python_calls("load")
+        if keyword_value(c, "allow_pickle") not in (None, False)
+    ]
     assert not pickles, f"numpy pickle loading at {pickles}"
 
 
@@ -306,7 +341,7 @@ def test_no_secrets_in_tracked_files_or_history():
     combined = "|".join(f"({p})" for p in SECRET_PATTERNS.values()).replace(r"\b", "")
     history = subprocess.run(
         ["git", "log", "--all", "--format=%h", "-G", combined], cwd=REPO_ROOT, capture_output=True, text=True
-    )  # fmt: skip
+    )
     assert history.returncode == 0, history.stderr
     assert not history.stdout.strip(), f"commits that added or removed a secret: {history.stdout.split()}"
 
@@ -326,23 +361,28 @@ def tiny_pipeline_with_safety_checker(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("sd-with-checker")
     layers = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2)
-    checker = StableDiffusionSafetyChecker(CLIPConfig(
-        text_config=dict(**layers, vocab_size=99), vision_config=dict(**layers, image_size=32, patch_size=4),
-        projection_dim=32,
-    ))  # fmt: skip
+    checker = StableDiffusionSafetyChecker(
+        CLIPConfig(
+            text_config=dict(**layers, vocab_size=99),
+            vision_config=dict(**layers, image_size=32, patch_size=4),
+            projection_dim=32,
+        )
+    )
     pipeline = StableDiffusionPipeline.from_pretrained(
-        tiny_stable_diffusion(folder), safety_checker=checker,
-        feature_extractor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size=32), requires_safety_checker=True,
-    )  # fmt: skip
+        tiny_stable_diffusion(folder),
+        safety_checker=checker,
+        feature_extractor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size=32),
+        requires_safety_checker=True,
+    )
     pipeline.save_pretrained(folder / "with-checker")
     return folder / "with-checker"
 
 
 def test_a_hub_pipeline_keeps_its_safety_checker_by_default(tiny_pipeline_with_safety_checker, monkeypatch):
-    from pipelines import text_to_image as t2i
+    from pipelines.diffusion import text_to_image as t2i
 
     monkeypatch.delenv(t2i.SAFETY_CHECKER_SWITCH, raising=False)
-    pipeline = t2i.load_text_to_image.__wrapped__(str(tiny_pipeline_with_safety_checker))  # uncached
+    pipeline = t2i.load_text_to_image(str(tiny_pipeline_with_safety_checker))
     assert type(pipeline.safety_checker).__name__ == "StableDiffusionSafetyChecker"
     result = t2i.generate(pipeline, "a red circle", steps=2, seed=1)  # the checker runs on every image
     assert len(result.images) == 1 and result.images[0].size == (32, 32)
@@ -351,11 +391,11 @@ def test_a_hub_pipeline_keeps_its_safety_checker_by_default(tiny_pipeline_with_s
 @pytest.mark.parametrize("concept_threshold, withheld", [(-2.0, [1, 2]), (2.0, [])])
 def test_images_the_safety_checker_blacks_out_are_reported(
     tiny_pipeline_with_safety_checker, monkeypatch, concept_threshold, withheld
-):  # fmt: skip
-    from pipelines import text_to_image as t2i
+):
+    from pipelines.diffusion import text_to_image as t2i
 
     monkeypatch.delenv(t2i.SAFETY_CHECKER_SWITCH, raising=False)
-    pipeline = t2i.load_text_to_image.__wrapped__(str(tiny_pipeline_with_safety_checker))
+    pipeline = t2i.load_text_to_image(str(tiny_pipeline_with_safety_checker))
     # The checker flags an image whose similarity to a concept exceeds that concept's threshold (cosine >= -1).
     with torch.no_grad():
         pipeline.safety_checker.concept_embeds_weights.fill_(concept_threshold)
@@ -366,11 +406,13 @@ def test_images_the_safety_checker_blacks_out_are_reported(
 
 
 @pytest.mark.parametrize("value, disabled", [("1", True), ("true", True), ("0", False), ("", False)])
-def test_the_documented_switch_removes_the_safety_checker(tiny_pipeline_with_safety_checker, monkeypatch, value, disabled):
-    from pipelines import text_to_image as t2i
+def test_the_documented_switch_removes_the_safety_checker(
+    tiny_pipeline_with_safety_checker, monkeypatch, value, disabled
+):
+    from pipelines.diffusion import text_to_image as t2i
 
     monkeypatch.setenv("GENAI_PLAYGROUND_DISABLE_SAFETY_CHECKER", value)
-    pipeline = t2i.load_text_to_image.__wrapped__(str(tiny_pipeline_with_safety_checker))
+    pipeline = t2i.load_text_to_image(str(tiny_pipeline_with_safety_checker))
     assert (pipeline.safety_checker is None) == disabled
     if disabled:
         assert len(t2i.generate(pipeline, "a red circle", steps=2, seed=1).images) == 1
@@ -378,15 +420,15 @@ def test_the_documented_switch_removes_the_safety_checker(tiny_pipeline_with_saf
 
 def test_the_tab_says_which_images_the_safety_checker_withheld(tiny_pipeline_with_safety_checker, monkeypatch):
     from demos import text_to_image as tab
-    from pipelines import text_to_image as t2i
+    from pipelines.diffusion import text_to_image as t2i
 
     monkeypatch.delenv(t2i.SAFETY_CHECKER_SWITCH, raising=False)
-    pipeline = t2i.load_text_to_image.__wrapped__(str(tiny_pipeline_with_safety_checker))
+    pipeline = t2i.load_text_to_image(str(tiny_pipeline_with_safety_checker))
     with torch.no_grad():
         pipeline.safety_checker.concept_embeds_weights.fill_(-2.0)  # flags every image
     hub_id = "example/flagging-pipeline"
-    monkeypatch.setattr(tab, "model_choices", lambda: [tab.LOCAL_MODEL, hub_id])
-    monkeypatch.setattr(t2i, "load_text_to_image", lambda source: pipeline)
+    flagging = ModelSpec(hub_id, "A flagging pipeline", "diffusion", lambda: pipeline, builtin=False)
+    monkeypatch.setattr(registry, "MODELS", ModelRegistry([flagging]))
     no_progress = lambda *args, **kwargs: None  # noqa: E731
     *_, note = tab.text_to_image("a red circle", steps=2, seed=1, count=2, model=hub_id, progress=no_progress)
     assert "Images #1, #2 withheld" in note and "safety checker" in note

@@ -5,17 +5,34 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from pipelines.adherence import adherence_prompts, analyse_image, shape_overlaps
-from pipelines.shapes_world import (
-    CELL_CENTRES, COLOURS, EVAL_ONLY_PLACE_PHRASES, EVAL_ONLY_TEMPLATES, IMAGE_SIZE, PALETTE, PLACE_PHRASES,
-    PLACES, SHAPES, Scene, ShapeObject, caption_scene, is_held_out, object_boxes, random_scene, render_scene,
-    shape_shuffled_caption, training_batch,
-)  # fmt: skip
+from pipelines.diffusion.shapes_world import (
+    CELL_CENTRES,
+    COLOURS,
+    EVAL_ONLY_PLACE_PHRASES,
+    EVAL_ONLY_TEMPLATES,
+    IMAGE_SIZE,
+    PALETTE,
+    PLACE_PHRASES,
+    PLACES,
+    SHAPES,
+    Scene,
+    ShapeObject,
+    caption_scene,
+    is_held_out,
+    object_boxes,
+    random_scene,
+    render_scene,
+    shape_shuffled_caption,
+    training_batch,
+)
+from training.adherence import adherence_prompts, analyse_image, shape_overlaps
 
 
+@pytest.mark.slow
 def test_captions_name_the_colour_shape_and_place_of_every_object_drawn():
     rng = random.Random(0)
     for _ in range(300):
@@ -29,8 +46,11 @@ def test_captions_name_the_colour_shape_and_place_of_every_object_drawn():
             found = analyse_image(render_scene(scene))
             (obj,) = scene.objects
             assert (found.colour, found.shape, found.place, found.background) == (
-                obj.colour, obj.shape, obj.place, scene.background,
-            )  # fmt: skip
+                obj.colour,
+                obj.shape,
+                obj.place,
+                scene.background,
+            )
 
 
 def test_held_out_pairs_are_never_drawn_in_training_mode_but_are_in_evaluation_mode():
@@ -54,8 +74,11 @@ def test_object_boxes_are_the_squares_each_shape_is_drawn_in():
     square = Scene((ShapeObject("red", "square", "large", "center"),), "black", ((0, 0),))
     drawn = (np.asarray(render_scene(square)) != np.asarray(PALETTE["black"])).any(axis=-1)
     assert np.array_equal(object_boxes(square), drawn)  # a square fills its box exactly
-    pair = Scene((ShapeObject("blue", "circle", "small", "top left"), ShapeObject("green", "triangle", "small",
-                  "bottom right")), "white", ((0, 0), (0, 0)))  # fmt: skip
+    pair = Scene(
+        (ShapeObject("blue", "circle", "small", "top left"), ShapeObject("green", "triangle", "small", "bottom right")),
+        "white",
+        ((0, 0), (0, 0)),
+    )
     boxes = object_boxes(pair)
     shapes = (np.asarray(render_scene(pair)) != np.asarray(PALETTE["white"])).any(axis=-1)
     assert not (shapes & ~boxes).any() and boxes.sum() == 2 * 17 * 17 > shapes.sum()
@@ -92,8 +115,9 @@ def test_shape_shuffled_captions_redraw_only_the_shape_words_and_never_form_a_he
     # every shape trained with a colour can be drawn, the caption's own included: the context says nothing
     assert drawn_after == {c: {s for s in SHAPES if not is_held_out(c, s)} for c in COLOURS}
     assert shape_shuffled_caption("a blue square on a red background", random.Random(0)) in {
-        "a blue square on a red background", "a blue triangle on a red background",
-    }  # fmt: skip
+        "a blue square on a red background",
+        "a blue triangle on a red background",
+    }
 
 
 def test_training_captions_never_use_the_evaluation_only_wordings():

@@ -31,7 +31,9 @@ def png_declaring(width: int, height: int) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture
@@ -75,13 +77,19 @@ def test_a_file_over_the_size_cap_is_refused_by_the_client_and_the_server(client
     # A client that skips that check meets the server's own limit (launch's max_file_size).
     boundary = uuid.uuid4().hex
     body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="big.png"\r\n'
-        f"Content-Type: image/png\r\n\r\n"
-    ).encode() + big.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="big.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + big.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     request = urllib.request.Request(
-        app_url + "gradio_api/upload", data=body, method="POST",
+        app_url + "gradio_api/upload",
+        data=body,
+        method="POST",
         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-    )  # fmt: skip
+    )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=60)
     assert refused.value.code == 413

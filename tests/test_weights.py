@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import weights
-from pipelines.weights import GAN_FACES_PACK, ModelSourceError
+from pipelines.core import weights
+from pipelines.core.weights import GAN_FACES_PACK, ModelSourceError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,13 +76,28 @@ def test_missing_repo_weights_name_the_folder():
         weights.repo_weights("no-such-model")
 
 
+@pytest.mark.slow
 def test_pinned_requirements_resolve_to_exactly_one_torch():
     """What a Space does with requirements.txt: one resolve, and it must keep the pinned torch."""
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-         "--disable-pip-version-check", "--report", "-", "-r", str(REPO_ROOT / "requirements.txt")],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--report",
+            "-",
+            "-r",
+            str(REPO_ROOT / "requirements.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
     names = [item["metadata"]["name"].lower() for item in report["install"]]

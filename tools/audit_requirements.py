@@ -70,7 +70,8 @@ def table_findings(pins: dict[str, str], advisories: list[dict]) -> list[str]:
         pinned = pins.get(normalise(advisory["package"]))
         if pinned is not None and Version(pinned) < Version(advisory["fixed"]):
             findings.append(
-                f"{advisory['package']}=={pinned}: {advisory['id']} ({advisory['summary']}), fixed in {advisory['fixed']}"
+                f"{advisory['package']}=={pinned}: {advisory['id']} ({advisory['summary']}), "
+                f"fixed in {advisory['fixed']}"
             )
     return findings
 
@@ -136,12 +137,18 @@ def audit(files: list[Path], online: bool = True) -> AuditReport:
 
 def format_report(report: AuditReport) -> str:
     lines = [f"Audited {len(report.pins)} pinned packages."]
-    lines.append(f"- In-repo advisory table ({ADVISORIES.relative_to(REPO_ROOT)}): "
-                 + ("; ".join(report.table_findings) or "no pin below a fixed version"))  # fmt: skip
-    lines.append(f"- PyPI vulnerability data, checked for {len(report.checked_online)}: "
-                 + ("; ".join(report.online_findings) or "none reported"))  # fmt: skip
+    lines.append(
+        f"- In-repo advisory table ({ADVISORIES.relative_to(REPO_ROOT)}): "
+        + ("; ".join(report.table_findings) or "no pin below a fixed version")
+    )
+    lines.append(
+        f"- PyPI vulnerability data, checked for {len(report.checked_online)}: "
+        + ("; ".join(report.online_findings) or "none reported")
+    )
     if report.not_checked_online:
-        lines.append(f"- Not checked online ({len(report.not_checked_online)}): " + ", ".join(report.not_checked_online))
+        lines.append(
+            f"- Not checked online ({len(report.not_checked_online)}): " + ", ".join(report.not_checked_online)
+        )
     lines.append(f"- pip-audit: {report.pip_audit}")
     lines.append("RESULT: " + ("VULNERABLE" if report.vulnerable else "no known vulnerability in the sources above"))
     return "\n".join(lines)

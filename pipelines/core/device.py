@@ -32,3 +32,16 @@ def select_device() -> DeviceChoice:
         return DeviceChoice(torch.device("mps"), torch.float16)
     return DeviceChoice(torch.device("cpu"), torch.float32)
 
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the RuntimeError other backends (MPS) raise when memory runs out."""
+    return isinstance(error, torch.cuda.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+    )
+
+
+def free_accelerator_memory() -> None:
+    """Give cached GPU memory back after an out-of-memory error, so the next request can run."""
+    torch.cuda.empty_cache()  # a no-op where CUDA was never initialised
+    if torch.backends.mps.is_available():
+        torch.mps.empty_cache()

@@ -11,10 +11,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from pipelines.limits import checked_number, is_whole_number
+from pipelines.core.limits import SEED, is_whole_number
+from pipelines.text.options import NGRAM_ORDER, NGRAM_WORDS
 
-MIN_ORDER, MAX_ORDER = 1, 5
-MAX_GENERATED_WORDS = 100_000  # one call; the tab allows 500
+MIN_ORDER, MAX_ORDER = NGRAM_ORDER.low, NGRAM_ORDER.high
 END_OF_TEXT = "</s>"  # the tokenizer never produces this, so it cannot collide with a word
 _WORD_PATTERN = re.compile(r"\w+(?:['’-]\w+)*|[^\w\s]")
 _NO_SPACE_BEFORE = set(".,;:!?)]}%…’”")
@@ -60,7 +60,7 @@ class NgramModel:
     def fit(cls, corpus: str, n: int) -> NgramModel:
         """Count every n-gram (and every shorter one) in the corpus."""
         if not (is_whole_number(n) and MIN_ORDER <= n <= MAX_ORDER):
-            raise ValueError(f"n must be a whole number between {MIN_ORDER} and {MAX_ORDER}.")
+            raise ValueError(f"n must be a whole number from {MIN_ORDER} to {MAX_ORDER}.")
         n = int(n)
         words = split_words(corpus)
         if not words:
@@ -76,7 +76,7 @@ class NgramModel:
     def with_order(self, n: int) -> NgramModel:
         """The n-gram model inside this one: a 5-gram model holds every shorter model's counts."""
         if not (is_whole_number(n) and MIN_ORDER <= n <= self.n):
-            raise ValueError(f"n must be between {MIN_ORDER} and {self.n}.")
+            raise ValueError(f"n must be from {MIN_ORDER} to {self.n}.")
         return NgramModel(int(n), self.counts[: int(n)])
 
     @property
@@ -109,8 +109,8 @@ class NgramModel:
 
     def generate(self, prompt: str, max_words: int, seed: int) -> NgramGeneration:
         """Sample up to `max_words` words after the prompt; the same seed gives the same words."""
-        max_words = checked_number(max_words, "max_words", 0, MAX_GENERATED_WORDS)
-        rng = random.Random(checked_number(seed, "seed", 0, 2**32 - 1))
+        max_words = NGRAM_WORDS.check(max_words, "max_words")
+        rng = random.Random(SEED.check(seed, "seed"))
         history = split_words(prompt)
         generation = NgramGeneration(words=[], context_lengths=[])
         for _ in range(max_words):
@@ -125,3 +125,10 @@ class NgramModel:
             generation.backoffs += used < min(self.n - 1, len(history))
             history.append(word)
         return generation
+
+
+def health_probe(_: None = None) -> None:
+    """Count a two-sentence corpus and generate three words: the n-gram model has no weights to load."""
+    words = NgramModel.fit("the cat sat on the mat . the dog sat on the rug .", 2).generate("the", 3, seed=0).words
+    if not words:
+        raise RuntimeError("the n-gram model generated no words")

@@ -6,7 +6,6 @@ face dataset. Only the generator was published, so there is no discriminator to 
 
 from __future__ import annotations
 
-import functools
 import itertools
 from dataclasses import dataclass
 
@@ -14,19 +13,16 @@ import torch
 from PIL import Image
 from torch import nn
 
-from pipelines.batching import RequestBatcher
-from pipelines.device import DeviceChoice, select_device
-from pipelines.imaging import tensor_to_pil
-from pipelines.limits import checked_number
-from pipelines.weights import GAN_FACES_PACK, ModelSourceError, pack_file
+from pipelines.core.batching import RequestBatcher
+from pipelines.core.device import DeviceChoice, select_device
+from pipelines.core.health import expect_output
+from pipelines.core.imaging import tensor_to_pil
+from pipelines.core.limits import SEED, checked_number
+from pipelines.core.weights import GAN_FACES_PACK, ModelSourceError, pack_file
+from pipelines.gan.options import FACES, FRAMES, MAX_DATASET_FACES, STRENGTH, TRUNCATION
 
 LATENT_DIM = 100
 IMAGE_SIZE = 64
-MAX_SEED = 2**32 - 1
-MAX_FACES = 64
-MAX_FRAMES = 64
-MAX_DATASET_FACES = 1_000_000  # latents drawn at once, e.g. for the face VAE's training set
-TRUNCATION_RANGE = (0.1, 3.0)  # in standard deviations; 3.0 is almost a plain normal
 
 
 class DCGANGenerator(nn.Module):
@@ -58,9 +54,8 @@ class DCGANGenerator(nn.Module):
         return self.main(z)
 
 
-@functools.cache
 def load_face_generator(device: torch.device, dtype: torch.dtype) -> DCGANGenerator:
-    """Load the pack's generator once per device and dtype."""
+    """The pack's generator on a device, in a dtype."""
     weights_path = pack_file(GAN_FACES_PACK, "weights.tar")
     try:
         checkpoint = torch.load(weights_path, weights_only=True, map_location="cpu")
@@ -79,14 +74,12 @@ def truncated_latents(seed: int, count: int, truncation: float) -> torch.Tensor:
     Rows are drawn one after another from one seeded generator, so face i of a seed is the same
     whatever the count: "seed 42" shows the same first face to everyone.
     """
-    seed = checked_number(seed, "seed", 0, MAX_SEED)
+    seed = SEED.check(seed, "seed")
     count = checked_number(count, "count", 1, MAX_DATASET_FACES)
-    truncation = checked_number(truncation, "truncation", *TRUNCATION_RANGE, whole=False)
+    truncation = TRUNCATION.check(truncation, "truncation")
     generator = torch.Generator().manual_seed(seed)
     rows = [
-        nn.init.trunc_normal_(
-            torch.empty(LATENT_DIM), a=-truncation, b=truncation, generator=generator
-        )
+        nn.init.trunc_normal_(torch.empty(LATENT_DIM), a=-truncation, b=truncation, generator=generator)
         for _ in range(count)
     ]
     return torch.stack(rows).view(count, LATENT_DIM, 1, 1)
@@ -128,7 +121,7 @@ class FacePipeline:
         # Concurrent users share forward passes: one pass of 32 faces costs less than 32 passes of one.
         # Each request's latents and images are made inside the pass too: 32 threads drawing their own
         # latents at once took 42 ms against 5 ms in one thread (measured), lost to lock hand-offs.
-        self.batcher = RequestBatcher(self._faces_for, rows=_face_count, max_rows=MAX_FACES * 4)
+        self.batcher = RequestBatcher(self._faces_for, rows=_face_count, max_rows=FACES.high * 4)
 
     @torch.inference_mode()
     def _forward(self, latents: torch.Tensor) -> torch.Tensor:
@@ -144,17 +137,19 @@ class FacePipeline:
         """(N, 100, 1, 1) latents -> N 64x64 RGB images (batched with other callers' requests)."""
         return self.batcher(latents)
 
-    def sample(self, seed: int, count: int = 16, truncation: float = 1.5) -> list[Image.Image]:
-        count = checked_number(count, "count", 1, MAX_FACES)
-        seed = checked_number(seed, "seed", 0, MAX_SEED)
-        truncation = checked_number(truncation, "truncation", *TRUNCATION_RANGE, whole=False)
+    def sample(
+        self, seed: int, count: int = FACES.default, truncation: float = TRUNCATION.default
+    ) -> list[Image.Image]:
+        count = FACES.check(count, "count")
+        seed = SEED.check(seed, "seed")
+        truncation = TRUNCATION.check(truncation, "truncation")
         return self.batcher((seed, count, truncation))
 
     def interpolate(
-        self, seed_a: int, seed_b: int, frames: int = 16, truncation: float = 1.5
+        self, seed_a: int, seed_b: int, frames: int = FRAMES.default, truncation: float = TRUNCATION.default
     ) -> list[Image.Image]:
         """Frames along the great-circle arc from seed_a's first face to seed_b's first face."""
-        frames = checked_number(frames, "frames", 2, MAX_FRAMES)
+        frames = FRAMES.check(frames, "frames")
         z_a = truncated_latents(seed_a, 1, truncation)[0]
         z_b = truncated_latents(seed_b, 1, truncation)[0]
         return self.generate(slerp(z_a, z_b, torch.linspace(0, 1, frames)))
@@ -166,7 +161,7 @@ class FacePipeline:
         group_b: list[int],
         target_index: int,
         strengths: list[float],
-        truncation: float = 1.5,
+        truncation: float = TRUNCATION.default,
         grid_size: int = 16,
     ) -> list[Image.Image]:
         """Add mean(z of group A) - mean(z of group B) to one face of the grid at each strength.
@@ -179,14 +174,21 @@ class FacePipeline:
         group_a = [checked_number(i, "face index", 0, grid_size - 1) for i in group_a]
         group_b = [checked_number(i, "face index", 0, grid_size - 1) for i in group_b]
         target_index = checked_number(target_index, "target face index", 0, grid_size - 1)
-        strengths = [checked_number(s, "strength", -10.0, 10.0, whole=False) for s in strengths]
+        strengths = [STRENGTH.check(s, "strength") for s in strengths]
         direction = latents[group_a].mean(0) - latents[group_b].mean(0)
         target = latents[target_index]
         edited = torch.stack([target + s * direction for s in strengths])
         return self.generate(edited)
 
 
-@functools.cache
-def face_pipeline() -> FacePipeline:
-    """The process-wide pipeline on the chosen device (loaded on first use)."""
+def load_face_pipeline() -> FacePipeline:
+    """The pipeline on the chosen device; the app loads it once, through `pipelines.core.registry`."""
     return FacePipeline(select_device())
+
+
+def health_probe(pipeline: FacePipeline) -> None:
+    """One face from the zero latent."""
+    device, dtype = pipeline.device_choice.device, pipeline.device_choice.dtype
+    with torch.inference_mode():
+        faces = pipeline.generator(torch.zeros(1, LATENT_DIM, 1, 1, device=device, dtype=dtype))
+    expect_output(faces, (1, 3, IMAGE_SIZE, IMAGE_SIZE))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import torch
 

@@ -46,9 +46,7 @@ def save_gif(frames: list[Image.Image], path: Path, seconds: float = 3.0, bounce
     """An animated, looping GIF; `bounce` plays the frames forwards then backwards."""
     sequence = frames + frames[-2:0:-1] if bounce and len(frames) > 2 else frames
     duration_ms = max(20, int(1000 * seconds / len(frames)))
-    sequence[0].save(
-        path, save_all=True, append_images=sequence[1:], duration=duration_ms, loop=0, disposal=2
-    )
+    sequence[0].save(path, save_all=True, append_images=sequence[1:], duration=duration_ms, loop=0, disposal=2)
     return path
 
 

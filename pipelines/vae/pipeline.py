@@ -1,9 +1,5 @@
-"""Variational autoencoders: a small convolutional VAE trained here, and diffusers' AutoencoderKL.
-
-The encoder maps an image to the mean and log-variance of a Gaussian over latent codes; training samples
-z = mu + sigma * eps (the reparameterisation trick) and maximises the ELBO = reconstruction - beta * KL.
-Here we walk between the latent means of two images, map the latent space in 2-D, add attribute
-vectors and decode samples from the prior N(0, I).
+"""VAE pipelines: walk between the latent means of two images, map the latent space in 2-D, add attribute
+vectors and decode samples from the prior N(0, I); for the VAEs trained here and diffusers' AutoencoderKL.
 """
 
 from __future__ import annotations
@@ -15,214 +11,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageOps
-from torch import nn
+from PIL import Image, ImageDraw
 
-from pipelines.batching import BatchingRunner
-from pipelines.device import DeviceChoice, select_device
-from pipelines.gan import slerp, truncated_latents
-from pipelines.limits import checked_number
-from pipelines.weights import ModelSourceError, repo_weights, resolve_model_folder
-
-TRAINED_MODELS = {"faces": "vae-faces", "digits": "vae-digits"}
-MAX_FRAMES = 64
-MAX_SAMPLES = 64
-MAX_MAP_COORDINATE = 1000.0  # latent-map points accepted by decode_map_point, in PCA units
-HELD_OUT_DIGITS = 300
-DIGITS_SPLIT_SEED = 0
-# Faces are drawn from the DCGAN: training and held-out sets use different seeds, so they never overlap.
-FACES_TRAIN_SEED = 1000
-FACES_HELD_OUT_SEED = 2000
-FACES_TRUNCATION = 1.5
-
-
-# ----------------------------------------------------------------------------- the model
-
-
-@dataclass
-class ConvVAEConfig:
-    image_size: int = 64
-    channels: int = 3
-    latent_dim: int = 32
-    features: tuple[int, ...] = (32, 64, 128, 192)  # one stride-2 convolution per entry
-
-    @property
-    def bottleneck_size(self) -> int:
-        return self.image_size // 2 ** len(self.features)
-
-
-class ConvVAE(nn.Module):
-    """Encoder: image -> (mu, logvar); decoder: z -> pixel logits (sigmoid gives [0, 1])."""
-
-    def __init__(self, config: ConvVAEConfig):
-        super().__init__()
-        self.config = config
-        widths = [config.channels, *config.features]
-        encoder: list[nn.Module] = []
-        for inputs, outputs in zip(widths[:-1], widths[1:]):
-            encoder += [nn.Conv2d(inputs, outputs, 4, 2, 1), nn.BatchNorm2d(outputs), nn.LeakyReLU(0.2)]
-        self.encoder = nn.Sequential(*encoder, nn.Flatten())
-        flat = config.features[-1] * config.bottleneck_size**2
-        self.to_mu = nn.Linear(flat, config.latent_dim)
-        self.to_logvar = nn.Linear(flat, config.latent_dim)
-
-        self.from_latent = nn.Linear(config.latent_dim, flat)
-        decoder: list[nn.Module] = []
-        reversed_widths = widths[::-1]  # e.g. 192, 128, 64, 32, 3
-        for inputs, outputs in zip(reversed_widths[:-2], reversed_widths[1:-1]):
-            decoder += [nn.ConvTranspose2d(inputs, outputs, 4, 2, 1), nn.BatchNorm2d(outputs), nn.ReLU()]
-        decoder.append(nn.ConvTranspose2d(reversed_widths[-2], config.channels, 4, 2, 1))
-        self.decoder = nn.Sequential(*decoder)
-
-    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, H, W) in [0, 1] -> mu, logvar, each (B, latent_dim)."""
-        hidden = self.encoder(images * 2 - 1)
-        return self.to_mu(hidden), self.to_logvar(hidden).clamp(-30, 20)
-
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, latent_dim) -> (B, C, H, W) logits."""
-        side = self.config.bottleneck_size
-        hidden = F.relu(self.from_latent(z)).view(len(z), self.config.features[-1], side, side)
-        return self.decoder(hidden)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decode_logits(z))
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mu, logvar = self.encode(images)
-        z = reparameterise(mu, logvar)
-        return self.decode_logits(z), mu, logvar
-
-
-def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """z = mu + sigma * eps: the randomness sits in eps, so gradients flow into mu and sigma."""
-    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-    return mu + torch.exp(0.5 * logvar) * eps
-
-
-def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, sigma^2) || N(0, I)) per example, summed over latent dimensions: (B,)."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(dim=1)
-
-
-@dataclass
-class ELBOTerms:
-    loss: torch.Tensor  # mean over the batch of reconstruction + beta * KL (the negative ELBO when beta=1)
-    reconstruction: torch.Tensor  # mean per-image binary cross-entropy, summed over pixels
-    kl: torch.Tensor  # mean per-image KL
-
-
-def elbo_loss(model: ConvVAE, images: torch.Tensor, beta: float = 1.0) -> ELBOTerms:
-    """One stochastic estimate of the negative ELBO for a batch of images in [0, 1]."""
-    logits, mu, logvar = model(images)
-    reconstruction = F.binary_cross_entropy_with_logits(logits, images, reduction="none").flatten(1).sum(1)
-    kl = kl_divergence(mu, logvar)
-    return ELBOTerms((reconstruction + beta * kl).mean(), reconstruction.mean(), kl.mean())
-
-
-# ----------------------------------------------------------------------------- datasets
-
-
-@dataclass
-class ImageDataset:
-    images: torch.Tensor  # (N, C, H, W) in [0, 1]
-    labels: list[int] | None = None  # digit classes; faces have none
-
-
-def digits_to_tensor(size: int = 32) -> tuple[torch.Tensor, np.ndarray]:
-    """All 1,797 sklearn digits (8x8, 0..16) upscaled bilinearly to size x size in [0, 1]."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    small = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    large = F.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
-    return large.clamp(0, 1), digits.target
-
-
-def digits_dataset(split: str, size: int = 32) -> ImageDataset:
-    """'train' or 'held_out': a fixed shuffle keeps the last HELD_OUT_DIGITS digits for evaluation."""
-    images, labels = digits_to_tensor(size)
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(DIGITS_SPLIT_SEED))
-    chosen = order[:-HELD_OUT_DIGITS] if split == "train" else order[-HELD_OUT_DIGITS:]
-    return ImageDataset(images[chosen], [int(labels[i]) for i in chosen])
-
-
-def faces_dataset(split: str, count: int, batch_size: int = 256) -> ImageDataset:
-    """Faces sampled from the pretrained DCGAN with fixed seeds: synthetic data to train another model."""
-    from pipelines.gan import face_pipeline
-
-    seed = FACES_TRAIN_SEED if split == "train" else FACES_HELD_OUT_SEED
-    latents = truncated_latents(seed, count, FACES_TRUNCATION)
-    batches = []
-    for start in range(0, count, batch_size):
-        faces = face_pipeline().generate(latents[start : start + batch_size])
-        batches.append(torch.stack([pil_to_tensor(face) for face in faces]))
-    return ImageDataset(torch.cat(batches))
-
-
-def pil_to_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL (RGB or L) -> (C, H, W) float in [0, 1]."""
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    if array.ndim == 2:
-        array = array[None]
-    else:
-        array = array.transpose(2, 0, 1)
-    return torch.from_numpy(array.copy())
-
-
-def tensor_to_images(images: torch.Tensor) -> list[Image.Image]:
-    """(N, C, H, W) in [0, 1] -> N PIL images (RGB, or L for one channel)."""
-    pixels = (images.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    if pixels.shape[1] == 1:
-        return [Image.fromarray(p[0], mode="L") for p in pixels]
-    return [Image.fromarray(p.transpose(1, 2, 0)) for p in pixels]
-
-
-def pixel_upscale(image: Image.Image, factor: int) -> Image.Image:
-    """Enlarge by repeating pixels, which `undo_pixel_upscale` can reverse exactly."""
-    return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
-
-
-def undo_pixel_upscale(image: Image.Image, size: int) -> Image.Image | None:
-    """The size x size original of an image made by `pixel_upscale`, or None if it is not one."""
-    if image.width != image.height or image.width % size:
-        return None
-    factor = image.width // size
-    small = image.reduce(factor) if factor > 1 else image.copy()
-    if factor > 1 and pixel_upscale(small, factor).tobytes() != image.tobytes():
-        return None
-    return small
-
-
-def centre_square(image: Image.Image, size: int) -> Image.Image:
-    """Crop the largest centred square and resize it: how uploaded photos are fitted to the model."""
-    return ImageOps.fit(image.convert("RGB"), (size, size), Image.Resampling.LANCZOS)
-
-
-def fit_digit(image: Image.Image, size: int) -> Image.Image:
-    """A drawn or uploaded digit -> white ink on black, cropped to its ink, centred like sklearn's digits."""
-    if image.mode in ("RGBA", "LA", "P"):  # a sketchpad's transparent background counts as paper
-        rgba = image.convert("RGBA")
-        paper = Image.new("RGBA", rgba.size, "white")
-        image = Image.alpha_composite(paper, rgba)
-    grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    if grey.mean() > 0.5:  # dark ink on light paper: flip to the dataset's light-on-dark
-        grey = 1.0 - grey
-    ink = np.argwhere(grey > 0.2)
-    if len(ink):
-        (top, left), (bottom, right) = ink.min(0), ink.max(0) + 1
-        grey = grey[top:bottom, left:right]
-    side = int(max(grey.shape) * 1.15) + 1  # sklearn's digits leave a thin border
-    canvas = np.zeros((side, side), dtype=np.float32)
-    y, x = (side - grey.shape[0]) // 2, (side - grey.shape[1]) // 2
-    canvas[y : y + grey.shape[0], x : x + grey.shape[1]] = grey
-    # Through 8x8 first, like the dataset, so strokes come out with its thickness and blur.
-    eight = Image.fromarray((canvas * 255).astype(np.uint8)).resize((8, 8), Image.Resampling.BOX)
-    small = torch.from_numpy(np.asarray(eight, dtype=np.float32) / 255.0)[None, None]
-    large = F.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
-    return tensor_to_images(large.clamp(0, 1))[0]
-
+from pipelines.core.batching import BatchingRunner
+from pipelines.core.device import DeviceChoice, select_device
+from pipelines.core.health import expect_output
+from pipelines.core.limits import SEED
+from pipelines.core.weights import ModelSourceError, repo_weights, resolve_model_folder
+from pipelines.gan.faces import slerp
+from pipelines.vae.data import (
+    ImageDataset,
+    centre_square,
+    digits_dataset,
+    faces_dataset,
+    fit_digit,
+    pil_to_tensor,
+    tensor_to_images,
+    undo_pixel_upscale,
+)
+from pipelines.vae.model import ConvVAE, ConvVAEConfig
+from pipelines.vae.options import FRAMES, INTERPOLATION_METHODS, MAP_COORDINATE, SAMPLES, STRENGTH
 
 # ----------------------------------------------------------------------------- pipelines
 
@@ -244,8 +52,8 @@ class VAEPipeline:
 
     def __init__(self) -> None:
         # Concurrent users share forward passes: requests that arrive together run as one batch.
-        self._encoder = BatchingRunner(self._run_encoder, max_rows=4 * MAX_FRAMES)
-        self._decoder = BatchingRunner(self._run_decoder, max_rows=4 * MAX_FRAMES)
+        self._encoder = BatchingRunner(self._run_encoder, max_rows=4 * FRAMES.high)
+        self._decoder = BatchingRunner(self._run_decoder, max_rows=4 * FRAMES.high)
 
     def prepare(self, image: Image.Image) -> Image.Image:
         """Fit an arbitrary image to what the model expects (size, colour)."""
@@ -277,10 +85,10 @@ class VAEPipeline:
         return self.decode(self.encode_means(images))
 
     def interpolate(
-        self, image_a: Image.Image, image_b: Image.Image, frames: int = 16, method: str = "slerp"
+        self, image_a: Image.Image, image_b: Image.Image, frames: int = FRAMES.default, method: str = "slerp"
     ) -> Interpolation:
         """Decode `frames` points on the path between the latent means of two images (ends included)."""
-        frames = checked_number(frames, "frames", 2, MAX_FRAMES)
+        frames = FRAMES.check(frames, "frames")
         z_a, z_b = self.encode_means([image_a, image_b])
         path = interpolate_latents(z_a, z_b, frames, method)
         decoded = self.decode(path)
@@ -300,7 +108,7 @@ def interpolate_latents(z_a: torch.Tensor, z_b: torch.Tensor, frames: int, metho
     if method == "lerp":
         t = t.view(-1, *[1] * z_a.dim())
         return (1 - t) * z_a + t * z_b
-    raise ValueError(f"method must be 'lerp' or 'slerp', got {method!r}")
+    raise ValueError(f"method must be one of {', '.join(INTERPOLATION_METHODS)}, got {method!r}")
 
 
 class TrainedVAEPipeline(VAEPipeline):
@@ -353,10 +161,10 @@ class TrainedVAEPipeline(VAEPipeline):
     def example_images(self) -> list[Image.Image]:
         return tensor_to_images(self.examples.images)
 
-    def sample_prior(self, seed: int, count: int = 16) -> list[Image.Image]:
+    def sample_prior(self, seed: int, count: int = SAMPLES.default) -> list[Image.Image]:
         """Decode z ~ N(0, I): the same seed gives the same images."""
-        count = checked_number(count, "count", 1, MAX_SAMPLES)
-        generator = torch.Generator().manual_seed(checked_number(seed, "seed", 0, 2**32 - 1))
+        count = SAMPLES.check(count, "count")
+        generator = torch.Generator().manual_seed(SEED.check(seed, "seed"))
         return self.decode(torch.randn(count, self.latent_dim, generator=generator))
 
     def attribute_edit(
@@ -367,7 +175,7 @@ class TrainedVAEPipeline(VAEPipeline):
         strengths: list[float],
     ) -> list[Image.Image]:
         """Add strength * (mean mu of images with a feature - mean mu of images without) to the target."""
-        strengths = [checked_number(s, "strength", -10.0, 10.0, whole=False) for s in strengths]
+        strengths = [STRENGTH.check(s, "strength") for s in strengths]
         direction = attribute_vector(self.encode_means(with_feature), self.encode_means(without_feature))
         z_target = self.encode_means([target])[0]
         return self.decode(torch.stack([z_target + s * direction for s in strengths]))
@@ -384,8 +192,8 @@ class TrainedVAEPipeline(VAEPipeline):
     def decode_map_point(self, x: float, y: float) -> Image.Image:
         """Decode the latent at PCA coordinates (x, y) (on the plane through the mean of the data)."""
         # Far beyond the data the decoder only saturates; NaN or infinity would decode to garbage.
-        x = checked_number(x, "x", -MAX_MAP_COORDINATE, MAX_MAP_COORDINATE, whole=False)
-        y = checked_number(y, "y", -MAX_MAP_COORDINATE, MAX_MAP_COORDINATE, whole=False)
+        x = MAP_COORDINATE.check(x, "x")
+        y = MAP_COORDINATE.check(y, "y")
         latent = self.latent_map.pca.inverse_transform(np.array([[x, y]], dtype=np.float64))
         return self.decode(torch.tensor(latent, dtype=torch.float32))[0]
 
@@ -423,12 +231,9 @@ class HubVAEPipeline(VAEPipeline):
         return (self.model.decode(latents).sample + 1) / 2
 
 
-@functools.cache
 def load_vae(source: str) -> VAEPipeline:
-    """'faces' or 'digits' (trained here), a local folder (ours or an AutoencoderKL), or an allow-listed Hub id."""
+    """A local folder (one written by training/train_vae.py, or an AutoencoderKL) or an allow-listed Hub id."""
     device_choice = select_device()
-    if source in TRAINED_MODELS:
-        return TrainedVAEPipeline(repo_weights(TRAINED_MODELS[source]), device_choice)
     folder = resolve_model_folder(source)  # raises ModelSourceError offline or when not allowed
     if (folder / "vae" / "config.json").exists():  # a whole diffusers pipeline: use its VAE
         folder = folder / "vae"
@@ -440,14 +245,35 @@ def load_vae(source: str) -> VAEPipeline:
     return HubVAEPipeline(folder, device_choice, source)
 
 
+def load_builtin_vae(weights_name: str) -> TrainedVAEPipeline:
+    """A VAE trained here: `vae-faces` or `vae-digits` (folders under weights/)."""
+    return TrainedVAEPipeline(repo_weights(weights_name), select_device())
+
+
+def health_probe(pipeline: TrainedVAEPipeline) -> None:
+    """Decode one code: the origin of the latent space."""
+    choice = pipeline.device_choice
+    with torch.inference_mode():
+        image = pipeline.model.decode(torch.zeros(1, pipeline.latent_dim, device=choice.device, dtype=choice.dtype))
+    expect_output(image, (1, image.shape[1], pipeline.image_size, pipeline.image_size))
+
+
 # ----------------------------------------------------------------------------- latent map drawing
 
 
 # Ten colours that stay distinct for the ten digit classes (Tableau palette).
 LABEL_COLOURS = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-]  # fmt: skip
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+]
 
 
 @dataclass

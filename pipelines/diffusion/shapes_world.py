@@ -34,10 +34,16 @@ HALF_EXTENT = {"small": 8, "large": 14}  # pixels from the centre to the shape's
 
 # Places are the cells of a 3x3 grid; (column, row) with 0 = left/top.
 PLACES: dict[str, tuple[int, int]] = {
-    "top left": (0, 0), "top": (1, 0), "top right": (2, 0),
-    "left": (0, 1), "center": (1, 1), "right": (2, 1),
-    "bottom left": (0, 2), "bottom": (1, 2), "bottom right": (2, 2),
-}  # fmt: skip
+    "top left": (0, 0),
+    "top": (1, 0),
+    "top right": (2, 0),
+    "left": (0, 1),
+    "center": (1, 1),
+    "right": (2, 1),
+    "bottom left": (0, 2),
+    "bottom": (1, 2),
+    "bottom right": (2, 2),
+}
 CELL_CENTRES = (16, 32, 48)  # pixel centre of each column / row
 # Pixels a shape may move from its cell's centre: zero, because a diffusion model this small learns
 # roughly the average image of a caption, and the average of a small triangle moved by up to 2 px is round
@@ -62,11 +68,16 @@ PLACE_PHRASES: dict[str, tuple[str, ...]] = {
     "bottom right": ("in the bottom right corner", "at the bottom right", "in the lower right corner"),
 }
 EVAL_ONLY_PLACE_PHRASES: dict[str, str] = {
-    "top left": "up in the upper left", "top": "up high in the upper middle",
-    "top right": "up in the upper right", "left": "over to the left", "center": "right in the centre",
-    "right": "over to the right", "bottom left": "down in the lower left",
-    "bottom": "down low in the lower middle", "bottom right": "down in the lower right",
-}  # fmt: skip
+    "top left": "up in the upper left",
+    "top": "up high in the upper middle",
+    "top right": "up in the upper right",
+    "left": "over to the left",
+    "center": "right in the centre",
+    "right": "over to the right",
+    "bottom left": "down in the lower left",
+    "bottom": "down low in the lower middle",
+    "bottom right": "down in the lower right",
+}
 
 # One-object caption templates. {obj} = "small red circle" style phrase, {place} a place phrase
 # ("on the left"), {where} a bare place ("top right"), {bg} a background colour.
@@ -201,10 +212,12 @@ def _caption(scene: Scene, rng: random.Random, unseen_phrasing: bool, colourless
         first, second = scene.objects
         template = rng.choice(PAIR_TEMPLATES)
         return template.format(
-            obj1=_object_phrase(rng, first, colourless_share), place1=_place_phrase(rng, first.place, False),
-            obj2=_object_phrase(rng, second, colourless_share), place2=_place_phrase(rng, second.place, False),
+            obj1=_object_phrase(rng, first, colourless_share),
+            place1=_place_phrase(rng, first.place, False),
+            obj2=_object_phrase(rng, second, colourless_share),
+            place2=_place_phrase(rng, second.place, False),
             bg=scene.background,
-        )  # fmt: skip
+        )
     (obj,) = scene.objects
     template = rng.choice(EVAL_ONLY_TEMPLATES if unseen_phrasing else TRAIN_TEMPLATES)
     return template.format(

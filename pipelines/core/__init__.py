@@ -1,0 +1,1 @@
+"""Shared infrastructure: device, weight sources, model registry, limits, batching, imaging, health."""

@@ -1,0 +1,1 @@
+"""GANs: the pretrained DCGAN face generator."""

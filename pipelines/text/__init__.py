@@ -1,0 +1,1 @@
+"""Text: a transformer language model (transformers) and a word n-gram model."""

@@ -1,0 +1,22 @@
+"""What a user may ask of the text models: sampling limits and defaults, read by the tab and the pipelines.
+
+Importable without transformers, so the tab builds its controls before any model library is imported.
+"""
+
+from __future__ import annotations
+
+from pipelines.core.limits import Range
+
+BUILTIN_MODEL = "smollm2-135m"  # the registry id of the built-in language model
+MAX_NEW_TOKENS = Range(1, 1024, 128)
+TEMPERATURE = Range(0.0, 2.0, 0.7, step=0.05, whole=False)  # 0 = greedy
+TOP_K = Range(0, 200, 50)  # 0 = off
+TOP_P = Range(0.01, 1.0, 0.95, step=0.01, whole=False)
+REPETITION_PENALTY = Range(1.0, 2.0, 1.1, step=0.05, whole=False)
+MODES = ("Chat", "Completion")
+# A generation never runs longer than this, so one user cannot hold the model for minutes.
+MAX_GENERATION_SECONDS = {"cpu": 30.0, "mps": 60.0, "cuda": 60.0}
+
+NGRAM_ORDER = Range(1, 5, 2)  # n: words of context + 1
+NGRAM_WORDS = Range(1, 500, 60)  # words generated in one call
+MAX_CORPUS_BYTES = 1_000_000  # a 1 MB corpus counted up to 5-grams takes a few hundred MB

@@ -1,0 +1,1 @@
+"""Variational autoencoders: the small convolutional VAE trained here, and diffusers' AutoencoderKL."""
