@@ -36,8 +36,8 @@ def horizontal_strip(images: list[Image.Image], gap: int = 2) -> Image.Image:
 
 
 def save_png(image: Image.Image, path: Path) -> Path:
-    """A PNG written with fast compression: zlib level 1 takes 2.6 ms on a 192-px face against 12.7 ms at
-    PIL's default level 6, for 19 % more bytes (measured here): it matters when a room asks at once."""
+    """A PNG written with fast compression: zlib level 1 is several times faster than PIL's default level 6
+    for a fifth more bytes, which matters when a room asks at once."""
     image.save(path, format="PNG", compress_level=1)
     return path
 
