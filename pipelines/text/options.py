@@ -20,3 +20,12 @@ MAX_GENERATION_SECONDS = {"cpu": 30.0, "mps": 60.0, "cuda": 60.0}
 NGRAM_ORDER = Range(1, 5, 2)  # n: words of context + 1
 NGRAM_WORDS = Range(1, 500, 60)  # words generated in one call
 MAX_CORPUS_BYTES = 1_000_000  # a 1 MB corpus counted up to 5-grams takes a few hundred MB
+
+# Inside the transformer (pipelines/text/inspection.py). Layer and head are the built-in model's counts: a model
+# with other counts gets its own ranges from its config (`inspection.attention_ranges`).
+ATTENTION_LAYER = Range(1, 30, 2)  # 1-based, as the tab shows them
+ATTENTION_HEAD = Range(0, 9, 0)  # 0 = the mean of all query heads; 1..9 one head
+MAX_ATTENTION_TOKENS = 256  # prompt + answer; the layer's weights for every head are T x T
+ATTENTION_SHOWN_TOKENS = 48  # the heat-maps show the last 48 tokens, readable on a projector
+MAX_INSPECTED_CHARACTERS = 20_000  # longer texts are refused before they are tokenized
+MAX_PERPLEXITY_CHARACTERS = 4_000  # about a page, scored in one forward pass
