@@ -1,9 +1,11 @@
-"""Inside the transformer, on tiny random Llamas (the shared one and a grouped-query one): perplexity and surprisal
-for the transformer and the n-gram model; one slow test on the real SmolLM2."""
+"""Inside the transformer, on tiny random Llamas (the shared one and a grouped-query one): attention captured and one
+head recomputed by hand, branching with a prefix, perplexity and surprisal for the transformer and the n-gram model;
+one slow test on the real SmolLM2."""
 
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
 import torch
@@ -12,15 +14,26 @@ from hypothesis import strategies as st
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from pipelines.core import registry
-from pipelines.text.generation import TextGenerator, load_text_generator
+from pipelines.text.generation import SamplingSettings, TextGenerator, load_text_generator
 from pipelines.text.inspection import (
+    attention,
+    attention_input_ids,
+    attention_json,
+    attention_ranges,
+    branch_prefix,
+    capture_attention,
+    checked_layer_and_head,
     document_start_id,
+    draw_attention_map,
+    draw_head_grid,
     ngram_perplexity,
+    recompute_head,
     smoothed_probability,
+    token_label,
     transformer_perplexity,
 )
 from pipelines.text.ngram import NgramModel, split_words
-from pipelines.text.options import MAX_PERPLEXITY_CHARACTERS
+from pipelines.text.options import MAX_ATTENTION_TOKENS, MAX_PERPLEXITY_CHARACTERS
 from pipelines.text.sample_texts import SAMPLE_TEXTS
 from tests.test_pipelines_text import WORDS, tiny_model_folder  # noqa: F401 (the shared tiny Llama fixture)
 
@@ -183,3 +196,184 @@ def test_real_smollm2_finds_shuffled_words_and_typos_surprising():
     typo = transformer_perplexity(generator, "The cat sat on the mta and looked out of the window.")
     worst = max(typo.tokens, key=lambda token: token.surprisal_bits)
     assert "mt" in worst.text or "ta" in worst.text
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention
+
+
+def hook_count(model) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+@pytest.fixture(scope="module")
+def gqa_capture(tiny_gqa):
+    ids = attention_input_ids(tiny_gqa, "the sea is calm and blue boats sail", chat=False)
+    return ids, capture_attention(tiny_gqa, ids, 2)
+
+
+def test_capture_has_every_head_and_grouped_query_sharing(tiny_gqa, gqa_capture):
+    ids, capture = gqa_capture
+    tokens = len(ids)
+    assert capture.layer == 2 and capture.tokens == [tiny_gqa.token_text(i) for i in ids]
+    assert capture.weights.shape == (4, tokens, tokens) and capture.queries.shape == (4, tokens, 8)
+    assert capture.keys.shape == capture.values.shape == (2, tokens, 8)
+    assert [capture.kv_head(head) for head in (1, 2, 3, 4)] == [1, 1, 2, 2]
+    assert torch.allclose(capture.weights.sum(dim=-1), torch.ones(4, tokens), atol=1e-5)
+    assert torch.all(capture.weights.triu(1) == 0)  # causal: no token looks ahead
+    assert torch.allclose(capture.head_weights(0), capture.weights.mean(dim=0))
+
+
+@pytest.mark.parametrize("head", [0, 1, 2, 3, 4])
+def test_a_head_recomputed_by_hand_matches_the_model(gqa_capture, head):
+    _, capture = gqa_capture
+    recomputed = recompute_head(capture, head)
+    assert recomputed.max_weight_difference < 1e-5
+    assert recomputed.max_output_difference < 1e-5  # against what the layer really computed (sdpa)
+    assert recomputed.kv_head == (capture.kv_head(head) if head else None)
+    assert torch.allclose(recomputed.weights, capture.head_weights(head), atol=1e-5)
+    assert 0 <= recomputed.future_share_unmasked <= 1 and 0 < recomputed.top_weight <= 1
+
+
+def test_a_wrong_key_head_would_not_match(gqa_capture):
+    """The check can fail: head 1 recomputed with the other key/value head's K and V is far from the model's."""
+    _, capture = gqa_capture
+    output, weights = attention(capture.queries[0], capture.keys[1], capture.values[1])
+    assert (output - capture.head_outputs[0]).abs().max() > 1e-3
+
+
+def test_attention_is_the_seeds_formula_plus_the_mask():
+    torch.manual_seed(0)
+    query, key, value = torch.randn(3, 6, 16).unbind(0)
+    _, unmasked = attention(query, key, value, causal=False)
+    assert torch.allclose(unmasked, torch.softmax(query @ key.T / 4, dim=-1))  # sqrt(16) = 4
+    output, masked = attention(query, key, value)
+    assert torch.all(masked.triu(1) == 0) and torch.allclose(masked.sum(dim=-1), torch.ones(6))
+    assert torch.allclose(output, masked @ value)
+    _, unscaled = attention(query, key, value, scaled=False)
+    assert unscaled.max(dim=-1).values.mean() > masked.max(dim=-1).values.mean()  # sharper without 1/sqrt(d)
+
+
+def test_capturing_leaves_the_model_as_it_was(tiny_gqa):
+    settings = SamplingSettings(max_new_tokens=12, temperature=0, chat=False)
+    before = tiny_gqa.generate("fish swim deep", settings).new_ids
+    implementation = tiny_gqa.model.config._attn_implementation
+    capture_attention(tiny_gqa, attention_input_ids(tiny_gqa, "fish swim deep", chat=False), 3)
+    assert hook_count(tiny_gqa.model) == 0 and tiny_gqa.model.config._attn_implementation == implementation
+    assert tiny_gqa.generate("fish swim deep", settings).new_ids == before
+
+
+def test_another_threads_forward_passes_do_not_leak_into_a_capture(tiny_gqa, gqa_capture):
+    ids, alone = gqa_capture
+    stop = threading.Event()
+
+    def other_user() -> None:
+        other = torch.tensor([[1, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]])
+        while not stop.is_set():
+            with torch.inference_mode():
+                tiny_gqa.model(input_ids=other)
+
+    thread = threading.Thread(target=other_user)
+    thread.start()
+    try:
+        captures = [capture_attention(tiny_gqa, ids, 2) for _ in range(5)]
+    finally:
+        stop.set()
+        thread.join()
+    for capture in captures:
+        assert torch.allclose(capture.weights, alone.weights, atol=1e-6)
+        assert torch.allclose(capture.head_outputs, alone.head_outputs, atol=1e-6)
+
+
+def test_ranges_come_from_the_models_config(tiny, tiny_gqa):
+    layers, heads = attention_ranges(tiny_gqa)
+    assert (layers.low, layers.high, heads.low, heads.high) == (1, 3, 0, 4)
+    assert attention_ranges(tiny)[0].high == 2 and attention_ranges(tiny)[1].high == 2
+    assert checked_layer_and_head(tiny_gqa, 3.0, 4) == (3, 4)
+    with pytest.raises(ValueError, match="layer must be a whole number from 1 to 3 for tiny-gqa"):
+        checked_layer_and_head(tiny_gqa, 4, 0)
+    with pytest.raises(ValueError, match="head must be a whole number from 0 .* to 4"):
+        checked_layer_and_head(tiny_gqa, 1, 5)
+    with pytest.raises(ValueError, match="layer"):
+        capture_attention(tiny_gqa, [1, 5, 6], 0)
+
+
+def test_attention_reads_the_prompt_as_generation_does_then_the_answer(tiny_gqa):
+    chat = attention_input_ids(tiny_gqa, "the sea", "is calm", chat=True)
+    prepared = tiny_gqa.prepare_prompt("the sea", SamplingSettings(chat=True)).input_ids[0].tolist()
+    answer = tiny_gqa.tokenizer("is calm", add_special_tokens=False)["input_ids"]
+    assert chat == prepared + answer
+    with pytest.raises(ValueError, match="empty"):
+        attention_input_ids(tiny_gqa, "  ")
+    with pytest.raises(ValueError, match=f"at most {MAX_ATTENTION_TOKENS}"):
+        attention_input_ids(tiny_gqa, "the sea", " ".join(WORDS * 8), chat=False)
+    with pytest.raises(ValueError, match="characters"):
+        attention_input_ids(tiny_gqa, "sea " * 6_000)
+
+
+def test_attention_json_is_square_and_rounded(gqa_capture):
+    ids, capture = gqa_capture
+    data = attention_json(capture, 3)
+    assert (data["layer"], data["head"], data["kv_head"]) == (2, 3, 2)
+    assert data["tokens"] == capture.tokens and len(data["weights"]) == len(ids)
+    assert all(len(row) == len(ids) for row in data["weights"])
+    assert data["weights"][4][2] == round(capture.weights[2, 4, 2].item(), 5)
+    assert attention_json(capture, 0)["kv_head"] is None
+
+
+def test_heat_map_clicks_read_back_the_row_and_the_head(gqa_capture):
+    ids, capture = gqa_capture
+    image, layout = draw_attention_map(capture.tokens, capture.head_weights(1), "layer 2, head 1", shown=5)
+    left, top, right, bottom = layout.cells[0]
+    assert image.size[0] > right and image.size[1] > bottom
+    first = len(ids) - 5
+    assert layout.first_token == first and layout.shown_tokens == 5
+    row_height = (bottom - top) / 5
+    assert layout.row_at((left + right) / 2, top + row_height / 2) == first
+    assert layout.row_at((left + right) / 2, bottom - row_height / 2) == len(ids) - 1
+    assert layout.row_at(left - 5, top + 1) is None
+    grid, grid_layout = draw_head_grid(capture)
+    assert len(grid_layout.cells) == 4 and grid.size[0] > 100
+    centres = [((x0 + x1) / 2, (y0 + y1) / 2) for x0, y0, x1, y1 in grid_layout.cells]
+    assert [grid_layout.head_at(x, y) for x, y in centres] == [1, 2, 3, 4]
+    assert grid_layout.head_at(0, 0) is None
+    assert token_label(" the\n") == "␣the↵" and token_label("x" * 30).endswith("…")
+
+
+# ---------------------------------------------------------------------------------------------
+# Branching and the prefix
+
+
+def test_a_greedy_answer_continued_from_its_own_start_goes_on_the_same(tiny):
+    settings = SamplingSettings(max_new_tokens=12, temperature=0, repetition_penalty=1.0, chat=False)
+    whole = tiny.generate("the sea is", settings)
+    prefix = tiny.tokenizer.decode(whole.new_ids[:4])
+    continued = tiny.generate("the sea is", SamplingSettings(**{**settings.__dict__, "max_new_tokens": 8}), prefix)
+    assert continued.text.startswith(prefix)
+    assert continued.prompt_ids[-4:] == whole.new_ids[:4]
+    assert continued.new_ids == whole.new_ids[4:]
+
+
+def test_the_prefix_streams_first_and_too_long_a_prefix_is_refused(tiny):
+    settings = SamplingSettings(max_new_tokens=5, temperature=1.0, seed=3, chat=True)
+    texts = [g.text for g in tiny.stream("boats sail", settings, prefix="night falls")]
+    assert all(text.startswith("night falls") for text in texts)
+    with pytest.raises(ValueError, match="prefix"):
+        tiny.generate("boats sail", settings, prefix=" ".join(WORDS * 12))
+
+
+def test_branch_prefix_swaps_one_token(tiny):
+    settings = SamplingSettings(max_new_tokens=6, temperature=0, chat=False)
+    generation = tiny.generate("stars shine", settings)
+    choices = tiny.explain(generation)
+    assert all(
+        [tiny.token_text(i) for i in choice.alternative_ids] == [text for text, _ in choice.alternatives]
+        for choice in choices
+    )
+    alternative = choices[2].alternative_ids[1]
+    prefix = branch_prefix(tiny, generation, 2, alternative)
+    assert tiny.tokenizer(prefix, add_special_tokens=False)["input_ids"] == generation.new_ids[:2] + [alternative]
+    with pytest.raises(ValueError, match="ends the answer"):
+        branch_prefix(tiny, generation, 2, tiny.tokenizer.eos_token_id)
+    with pytest.raises(ValueError, match="position"):
+        branch_prefix(tiny, generation, 6, alternative)

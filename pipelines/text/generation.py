@@ -153,9 +153,9 @@ class Generation:
     """A finished (or stopped) generation: the ids the model read and wrote, and why it stopped."""
 
     model_name: str
-    prompt_ids: list[int]
+    prompt_ids: list[int]  # what the model read: the prompt as wrapped, then any prefix (the answer so far)
     new_ids: list[int] = field(default_factory=list)
-    text: str = ""
+    text: str = ""  # the answer: any prefix, then what the model wrote
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     first_token_seconds: float | None = None
@@ -168,6 +168,7 @@ class TokenChoice:
     text: str
     probability: float
     alternatives: list[tuple[str, float]]  # (token text, probability), most likely first
+    alternative_ids: list[int] = field(default_factory=list)  # the alternatives' token ids, in the same order
 
 
 class _StopOnEvent:
@@ -207,21 +208,29 @@ class TextGenerator:
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
-    def prepare_prompt(self, prompt: str, settings: SamplingSettings) -> PreparedPrompt:
-        """Token ids for the prompt (chat-templated or plain), cut from the left to fit the context."""
+    def prepare_prompt(self, prompt: str, settings: SamplingSettings, prefix: str = "") -> PreparedPrompt:
+        """Token ids for the prompt (chat-templated or plain), cut from the left to fit the context, then those of
+        `prefix`, the answer so far, which the model continues."""
         # Very long pastes are cut by characters first so tokenizing stays cheap.
         prompt = prompt[-self.context_length * 16 :]
         prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        prefix_ids = list(self.tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else []
         use_chat = settings.chat and self.has_chat_template
         wrapper_length = len(self._encode("", use_chat))
-        # The answer may use at most three quarters of the context; the prompt gets the rest.
-        max_new_tokens = min(settings.max_new_tokens, max(1, self.context_length * 3 // 4 - wrapper_length))
-        budget = max(1, self.context_length - max_new_tokens - wrapper_length)
+        # The answer (the prefix included) may use at most three quarters of the context; the prompt gets the rest.
+        answer_room = max(1, self.context_length * 3 // 4 - wrapper_length)
+        if len(prefix_ids) >= answer_room:
+            raise ValueError(
+                f"The answer so far (prefix) is {len(prefix_ids):,} tokens: at most {answer_room - 1:,} fit in "
+                f"{self.name}'s context with room to continue."
+            )
+        max_new_tokens = min(settings.max_new_tokens, answer_room - len(prefix_ids))
+        budget = max(1, self.context_length - max_new_tokens - len(prefix_ids) - wrapper_length)
         dropped = max(0, len(prompt_ids) - budget)
         kept_prompt = self.tokenizer.decode(prompt_ids[dropped:]) if dropped else prompt
         input_ids = self._encode(kept_prompt, use_chat)
         input_ids = input_ids[max(0, len(input_ids) - budget - wrapper_length) :]  # decode/encode may drift
-        return PreparedPrompt(torch.tensor([input_ids], dtype=torch.long), max_new_tokens, dropped)
+        return PreparedPrompt(torch.tensor([input_ids + prefix_ids], dtype=torch.long), max_new_tokens, dropped)
 
     def _encode(self, prompt: str, use_chat: bool) -> list[int]:
         if not use_chat:
@@ -233,22 +242,23 @@ class TextGenerator:
         return list(encoded["input_ids"])
 
     def stream(
-        self, prompt: str, settings: SamplingSettings, stop_event: threading.Event | None = None
+        self, prompt: str, settings: SamplingSettings, stop_event: threading.Event | None = None, prefix: str = ""
     ) -> Iterator[Generation]:
         """Yield the same `Generation` each time new text arrives; the last yield is complete.
 
         Generation runs in a thread; closing this iterator (or setting `stop_event`) ends it at
-        the next token, so a Stop button or a closed page frees the model promptly.
+        the next token, so a Stop button or a closed page frees the model promptly. With a `prefix` (the answer
+        so far) the model continues after it, and the text starts with it.
         """
         from transformers import TextIteratorStreamer
 
         settings.validate()
         if not prompt.strip():
             raise ValueError("The prompt is empty.")
-        prepared = self.prepare_prompt(prompt, settings)
+        prepared = self.prepare_prompt(prompt, settings, prefix)
         stop_event = stop_event or threading.Event()
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        result = Generation(self.name, prepared.input_ids[0].tolist())
+        result = Generation(self.name, prepared.input_ids[0].tolist(), text=prefix)
         if prepared.note:
             result.notes.append(prepared.note)
         outcome: dict[str, object] = {}
@@ -281,9 +291,9 @@ class TextGenerator:
             )
         yield result
 
-    def generate(self, prompt: str, settings: SamplingSettings) -> Generation:
+    def generate(self, prompt: str, settings: SamplingSettings, prefix: str = "") -> Generation:
         """The whole generation at once (the last item of `stream`)."""
-        *_, last = self.stream(prompt, settings)
+        *_, last = self.stream(prompt, settings, prefix=prefix)
         return last
 
     @property
@@ -357,6 +367,7 @@ class TextGenerator:
                         (self.token_text(int(i)), float(p))
                         for i, p in zip(top_ids[position].tolist(), top_probabilities[position].tolist())
                     ],
+                    alternative_ids=top_ids[position].tolist(),
                 )
             )
         return choices
