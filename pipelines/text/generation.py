@@ -50,22 +50,14 @@ def builtin_model_folder() -> Path:
     folder = CACHE_DIR / "models" / f"smollm2-135m-instruct-{SMOLLM2_PACK.version}"
     if (folder / "config.json").exists():
         return folder
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from pipelines.text.gguf_conversion import convert_llama_gguf
 
     gguf_path = pack_file(SMOLLM2_PACK, SMOLLM2_GGUF)
     folder.parent.mkdir(parents=True, exist_ok=True)
     # Written to a temporary folder and renamed, so no process ever sees half a model.
     partial = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
-        # The weights are plain floats after de-quantisation, but transformers still marks the
-        # model as "quantized with gguf" and refuses to save it unless the marks are cleared.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
+        convert_llama_gguf(gguf_path, partial)  # reads the file once (transformers' own loader reads it 3 times)
         partial.chmod(0o755)  # mkdtemp makes it private; the cache may be shared by several users
         os.rename(partial, folder)
     except OSError:
