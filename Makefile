@@ -25,7 +25,7 @@ test: setup lint
 
 # The quick loop while coding: unit and pipeline tests, no live app, no browser, no big model (under a minute).
 test-fast: setup
-	$(PY) -m pytest -q -m "not app and not browser and not slow"
+	$(PY) -m pytest -q -m "not app and not browser and not slow and not cluster"
 
 # ruff: lint and formatting, configured in pyproject.toml. `make format` rewrites the files.
 lint: setup
@@ -80,3 +80,30 @@ screenshots: setup
 	cp artifacts/screenshots/vae-interpolate.png docs/screenshots/vae-interpolation.png
 	cp artifacts/screenshots/text-generation-look-inside.png docs/screenshots/text-generation.png
 .PHONY: screenshots
+
+# Cluster mode (docs/deploy-cluster.md). Ray is heavy, so requirements-cluster.txt is installed only by these targets.
+CLUSTER_STAMP := $(VENV)/.cluster-installed
+$(CLUSTER_STAMP): requirements-cluster.txt $(STAMP)
+	$(PIP) install -q -r requirements-cluster.txt
+	touch $@
+
+.PHONY: setup-cluster run-cluster serve test-cluster loadtest-cluster
+setup-cluster: $(CLUSTER_STAMP)
+
+# A local Ray head, the Serve application of deploy/serve_config.yaml, then the same page on http://127.0.0.1:7860
+# with the tabs calling the deployments over HTTP. RAY_ADDRESS=... joins an existing cluster instead.
+run-cluster: setup-cluster
+	GENAI_PLAYGROUND_BACKEND=ray $(PY) app.py
+
+# The Serve application alone, as its config says (`serve run`, port 8000): e.g. on a GPU host for other apps.
+serve: setup-cluster
+	PYTHONPATH=$(CURDIR) $(VENV)/bin/serve run deploy/serve_config.yaml
+
+# A local Ray inside the tests (2 CPUs): each deployment answers, outputs match in-process byte for byte, a killed
+# replica is replaced, the app in client mode serves the same results. About 5 minutes.
+test-cluster: setup-cluster
+	$(PY) -m pytest -m cluster -q
+
+# The load test against the app in client mode with the models on a local Ray; writes its BENCHMARKS.md section.
+loadtest-cluster: setup-cluster
+	$(PY) -m benchmarks benchmarks.loadtest_cluster

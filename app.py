@@ -9,7 +9,9 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from demos import common, faults, gan_faces, text_generation, text_to_image, vae_interpolation, validation
+from pipelines.core import zerogpu
 from pipelines.core.health import check_health
+from pipelines.serving.health import backend_report
 
 # Requests waiting beyond this many are refused at once, and the page says "This application is currently
 # busy. Please try again." (API clients get HTTP 503 / gradio_client's QueueError).
@@ -53,18 +55,27 @@ def build_app() -> gr.Blocks:
                     common.how_it_works(module.HOW_IT_WORKS)
     app.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE)
     faults.guard_events(app)  # a switched-off model, out of memory, a time limit: clear messages in every tab
+    zerogpu.wrap_gpu_events(app)  # on a ZeroGPU Space (`spaces` importable) model events run inside spaces.GPU
     return app
 
 
 def healthz() -> JSONResponse:
-    """200 when every loaded model runs a tiny inference; 503 naming any that failed (answer cached 5 s)."""
+    """200 when every loaded model runs a tiny inference; 503 naming any that failed (answer cached 5 s).
+    It names the backend: in-process, or the Ray Serve application with each deployment's state."""
     report = check_health()
-    return JSONResponse(report.as_json(), status_code=200 if report.healthy else 503)
+    backend, backend_healthy = backend_report()
+    healthy = report.healthy and backend_healthy
+    body = report.as_json() | backend | {"status": "ok" if healthy else "unhealthy"}
+    return JSONResponse(body, status_code=200 if healthy else 503)
 
 
 demo = build_app()
 
 if __name__ == "__main__":
+    if os.environ.get("GENAI_PLAYGROUND_BACKEND", "").strip().lower() == "ray":  # make run-cluster
+        from deploy import cluster  # Ray is imported only here: `make run` stays as light as ever
+
+        print(f"The models are served by Ray Serve at {cluster.start()}; the tabs call them there.", flush=True)
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

@@ -15,12 +15,14 @@ import importlib
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 
 from pipelines.core.weights import DEFAULT_HUB_ALLOW_LIST, ModelSourceError, hub_allow_list
+from pipelines.serving.options import SERVED_FAMILIES, openai_server, serve_url
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class ModelSpec:
     builtin: bool = True  # False: an allow-listed Hub id, downloaded on first use
     needs_loading: bool = True  # False: nothing to load (the n-gram model counts its corpus per request)
     aliases: tuple[str, ...] = ()  # values earlier versions of the API accepted for this model
+    remote: bool = False  # True: a proxy to a model served elsewhere (pipelines/serving); nothing loads here
 
 
 # The built-in models. Where the loaders live: one module per family under pipelines/.
@@ -122,6 +125,35 @@ HUB_LOADERS = {
 assert set(HUB_MODELS) == set(DEFAULT_HUB_ALLOW_LIST)
 
 
+def served(spec: ModelSpec) -> ModelSpec:
+    """In client mode (a Serve application's URL set, pipelines/serving), `spec` loading the proxy to its
+    family's deployment instead of the model; a failed connection is retried next time, never switched off."""
+    if spec.family not in SERVED_FAMILIES or not spec.needs_loading or serve_url() is None:
+        return spec
+    load = lazy("pipelines.serving.remote:load_remote", spec.id, spec.family)
+    return replace(spec, load=load, probe=lazy("pipelines.serving.remote:probe_remote"), builtin=False, remote=True)
+
+
+def openai_models() -> list[ModelSpec]:
+    """Text models of the host's OpenAI-compatible server (pipelines/serving/options.py), as "openai:<name>"."""
+    server = openai_server()
+    if server is None:
+        return []
+    load, host = "pipelines.serving.openai_text:load_openai_text_generator", urlparse(server.url).netloc
+    return [
+        ModelSpec(
+            f"openai:{name}",
+            f"{name} (OpenAI-compatible server at {host})",
+            "text",
+            lazy(load, f"openai:{name}"),
+            lazy("pipelines.serving.remote:probe_remote"),
+            builtin=False,
+            remote=True,
+        )
+        for name in server.models
+    ]
+
+
 @dataclass
 class _Entry:
     """A model's state in this process: loaded, switched off after a failed load, or neither yet."""
@@ -141,8 +173,13 @@ class ModelRegistry:
 
     # ------------------------------------------------------------------ what exists
 
+    def _specs(self) -> dict[str, ModelSpec]:
+        """The configured models: built-in ones (proxies in client mode), then the host's OpenAI-compatible server's.
+        Read at each call: the host's settings may be set after start-up."""
+        return {i: served(spec) for i, spec in self._builtin.items()} | {s.id: s for s in openai_models()}
+
     def builtin_specs(self) -> list[ModelSpec]:
-        return list(self._builtin.values())
+        return list(self._specs().values())
 
     def canonical_id(self, value: str) -> str:
         """The id for an id or for a value an earlier API accepted ("faces" -> "vae-faces")."""
@@ -151,18 +188,19 @@ class ModelRegistry:
     def spec(self, model_id: str) -> ModelSpec:
         """The model `model_id` names (an alias works too); a ModelSourceError for anything else."""
         model_id = self.canonical_id(model_id)
-        if model_id in self._builtin:
-            return self._builtin[model_id]
+        specs = self._specs()
+        if model_id in specs:
+            return specs[model_id]
         if isinstance(model_id, str) and model_id in hub_allow_list():
             family, note = self._hub_models.get(model_id, ("text", ""))
             name = f"{model_id} (Hugging Face Hub{', ' + note if note else ''})"
-            return ModelSpec(model_id, name, family, load=lazy(HUB_LOADERS[family], model_id), builtin=False)
-        known = ", ".join([*self._builtin, *hub_allow_list()])
+            return served(ModelSpec(model_id, name, family, load=lazy(HUB_LOADERS[family], model_id), builtin=False))
+        known = ", ".join([*specs, *hub_allow_list()])
         raise ModelSourceError(f"Unknown model {model_id!r}. The models this app allows are: {known}.")
 
     def choices(self, family: str) -> list[tuple[str, str]]:
         """(name, id) pairs for a model menu: the family's built-in models, then its allowed Hub ids."""
-        specs = [s for s in self._builtin.values() if s.family == family and s.needs_loading]
+        specs = [s for s in self._specs().values() if s.family == family and s.needs_loading]
         hub_ids = [i for i in hub_allow_list() if self._hub_models.get(i, ("text",))[0] == family]
         specs += [self.spec(i) for i in hub_ids]
         return [(spec.name, spec.id) for spec in specs]
@@ -210,7 +248,10 @@ class ModelRegistry:
     def is_loaded(self, model_id: str) -> bool:
         """Whether the model is in memory already, so a UI can say that its first use takes a while."""
         entry = self._entries.get(self.canonical_id(model_id))
-        return entry is not None and entry.model is not None
+        if entry is not None and entry.model is not None:
+            return True
+        specs = self._specs()  # a proxy to a served model is built at once: nothing to wait for here
+        return self.canonical_id(model_id) in specs and specs[self.canonical_id(model_id)].remote
 
     def state(self, model_id: str) -> tuple[Any, str | None]:
         """(the loaded model or None, the failure message or None), without loading anything."""

@@ -384,6 +384,10 @@ def generate(
 
     A run still going after `max_seconds` stops at the end of its current step with a TimeoutError.
     """
+    if getattr(pipeline, "runs_remotely", False):  # client mode: its deployment runs this function (pipelines/serving)
+        return pipeline.generate(
+            prompt, negative_prompt, steps, guidance_scale, seed, scheduler_name, count, on_step, max_seconds
+        )
     if len(prompt) > MAX_PROMPT_CHARS or len(negative_prompt) > MAX_PROMPT_CHARS:
         raise ValueError(f"Prompts are limited to {MAX_PROMPT_CHARS} characters.")
     steps = STEPS.check(steps, "Steps")  # ints: 2.0 steps would reach the scheduler as a float
