@@ -100,7 +100,10 @@ def test_the_hosts_openai_compatible_server_is_offered_in_the_text_menu(monkeypa
     ) in choices
     assert choices[0][1] == "smollm2-135m"  # the built-in model stays first (the tab's default)
     generator = ModelRegistry(BUILTIN_MODELS).load("openai:meta-llama/Llama-3.1-8B-Instruct")
-    assert (generator.base_url, generator.served_model) == ("http://gpu-host:8000/v1", "meta-llama/Llama-3.1-8B-Instruct")
+    assert (generator.base_url, generator.served_model) == (
+        "http://gpu-host:8000/v1",
+        "meta-llama/Llama-3.1-8B-Instruct",
+    )
     monkeypatch.delenv(OPENAI_URL_VARIABLE)
     assert all(not model_id.startswith("openai:") for _, model_id in registry.choices("text"))
 
@@ -312,3 +315,36 @@ def test_stopping_the_client_closes_the_stream_early(openai_url):
     next(stream)
     stop.set()
     assert len(list(stream)) <= 1  # no further chunks are read: only the closing summary
+
+
+# ---------------------------------------------------------------------------------------------
+# The deployment files
+
+
+def test_the_kuberay_manifest_carries_the_serve_config_and_pins_sessions_with_a_cookie():
+    import yaml
+
+    from tools.app_process import REPO_ROOT
+
+    config = yaml.safe_load((REPO_ROOT / "deploy" / "serve_config.yaml").read_text())
+    documents = {d["kind"]: d for d in yaml.safe_load_all((REPO_ROOT / "deploy" / "rayservice.yaml").read_text())}
+    served = yaml.safe_load(documents["RayService"]["spec"]["serveConfigV2"])
+    local, cluster = config["applications"][0], served["applications"][0]
+    assert {k: v for k, v in local.items() if k != "deployments"} == {
+        k: v for k, v in cluster.items() if k != "deployments"
+    }
+
+    def without_resources(deployments):
+        return [{k: v for k, v in d.items() if k != "ray_actor_options"} for d in deployments]
+
+    assert without_resources(local["deployments"]) == without_resources(cluster["deployments"])  # only GPUs differ
+    gpus = {d["name"]: d["ray_actor_options"].get("num_gpus", 0) for d in cluster["deployments"]}
+    assert gpus["TextToImage"] > 0 and gpus["Text"] > 0 and gpus["GAN"] == 0
+    app_env = {
+        e["name"]: e["value"] for e in documents["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert app_env[SERVE_URL_VARIABLE] == f"http://{documents['RayService']['metadata']['name']}-serve-svc:8000"
+    assert documents["Ingress"]["metadata"]["annotations"]["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+    from deploy.cluster import deployment_options
+
+    assert set(deployment_options(local)) == {"Gateway", "GAN", "VAE", "TextToImage", "Text"}
