@@ -36,7 +36,7 @@ format: setup
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-bench: setup
+bench: setup setup-cluster
 	$(PY) -m benchmarks
 
 clean:

@@ -76,6 +76,7 @@ if __name__ == "__main__":
         from deploy import cluster  # Ray is imported only here: `make run` stays as light as ever
 
         print(f"The models are served by Ray Serve at {cluster.start()}; the tabs call them there.", flush=True)
+    zerogpu.preload_models()  # on ZeroGPU only: models load at start-up, outside the GPU calls
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

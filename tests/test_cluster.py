@@ -125,6 +125,13 @@ def test_served_text_is_the_in_process_text_and_explained_alike(serve_url, in_pr
     for mine, theirs in zip(served_choices, local_choices):
         assert mine.probability == pytest.approx(theirs.probability, rel=1e-9, abs=1e-12)
         assert [t for t, _ in mine.alternatives] == [t for t, _ in theirs.alternatives]
+    # Continuing an answer so far (the tab's branching): vLLM's continue_final_message in chat mode gives the
+    # in-process continuation; completion mode sends prompt and prefix as one text.
+    served_branch = served_model.generate("Write about the sea.", settings, prefix="Waves")
+    local_branch = local_model.generate("Write about the sea.", settings, prefix="Waves")
+    assert served_branch.text.startswith("Waves") and len(served_branch.text) > len("Waves")
+    if chat:
+        assert served_branch.text == local_branch.text and served_branch.new_ids == local_branch.new_ids
 
 
 def sse_chunks(response: httpx.Response) -> list[dict]:

@@ -13,7 +13,7 @@ import gradio as gr
 import pytest
 
 from pipelines.core import zerogpu
-from tools.app_process import launched_app
+from tools.app_process import get_json, launched_app
 
 # A stand-in for Hugging Face's `spaces` package: GPU(duration=...) decorates, and every decoration, entry and exit
 # is recorded (in memory, and in the file FAKE_SPACES_LOG names, for a test that runs the app as a process).
@@ -171,6 +171,9 @@ def zerogpu_app_url(fake_spaces, tmp_path):
 def test_the_running_app_serves_requests_and_streams_through_spaces_gpu(zerogpu_app_url, tmp_path):
     from gradio_client import Client
 
+    status, health = get_json(f"{zerogpu_app_url}healthz")  # loaded at start-up, before any request
+    assert status == 200 and health["models"]["gan-faces"]["state"] == "ok"
+    assert health["models"]["smollm2-135m"]["state"] == "ok"
     client = Client(zerogpu_app_url, verbose=False)
     gallery, _ = client.predict(seed=3, count=2, truncation=1.5, api_name="/sample_faces")
     assert len(gallery) == 2

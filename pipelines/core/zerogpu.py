@@ -4,7 +4,8 @@ On a ZeroGPU Space a GPU is attached to the process only while a function decora
 `spaces.GPU(duration=...)` runs; models are placed on CUDA as anywhere else (`select_device` picks it). After the
 app is built, `wrap_gpu_events(app)` decorates each event handler that runs a model once, in one place (as
 demos/faults.py guards every handler): by the tab kit's convention those are the events in a model's concurrency
-group. Where `spaces` is not importable nothing changes. This module reads the built app's event list but
+group; `preload_models()` loads the models at start-up, as ZeroGPU requires. Where `spaces` is not importable
+nothing changes. This module reads the built app's event list but
 imports no Gradio.
 """
 
@@ -54,6 +55,30 @@ def on_gpu(handler: Callable, duration: int, gpu: Callable) -> Callable:
         wrapper = gpu_function
     wrapper.gpu_seconds = duration
     return wrapper
+
+
+def preload_models() -> list[str]:
+    """Load every built-in model now, in the main process, where `spaces` is importable; the ids loaded.
+
+    A `spaces.GPU` call runs in a worker that ZeroGPU forks from the main process and discards afterwards, so a
+    model loaded inside one would be loaded again on every call: ZeroGPU's rule is to load at start-up, placed on
+    CUDA, and let it attach the GPU per call. A model that fails to load is switched off with its message, as in
+    any mode.
+    """
+    if spaces_gpu() is None:
+        return []
+    from pipelines.core import registry
+    from pipelines.core.weights import ModelSourceError
+
+    loaded = []
+    for spec in registry.MODELS.builtin_specs():
+        if spec.needs_loading and not spec.remote:
+            try:
+                registry.load(spec.id)
+                loaded.append(spec.id)
+            except ModelSourceError:
+                pass  # switched off: its tab says so
+    return loaded
 
 
 def _innermost(handler: Callable) -> Callable:
