@@ -23,6 +23,7 @@ SECTIONS = [
     "benchmarks.bench_gan",
     "benchmarks.bench_vae",
     "benchmarks.bench_text",
+    "benchmarks.bench_text_inspection",
     "benchmarks.bench_faults",
     "benchmarks.loadtest",
 ]

@@ -115,11 +115,24 @@ def use_text_generation(page: Page) -> str:
     return "#text-output"
 
 
+def use_text_inspection(page: Page) -> str:
+    open_tab(page, "Text Generation")
+    page.get_by_role("tab", name="Transformer").click()
+    page.locator("#attention-head").get_by_role("spinbutton").fill("3")  # the generation showed the mean of heads
+    press(page, page.locator("#attention-show"))
+    expect(page.locator("#attention-recompute")).to_contain_text("head 3 of layer 2", timeout=RESULT_TIMEOUT_MS)
+    expect(page.locator("#attention-map").get_by_text("processing")).to_have_count(0, timeout=RESULT_TIMEOUT_MS)
+    wait_for_images(page, "#attention-map", 1)
+    wait_for_images(page, "#attention-heads", 1)
+    return "#attention-note"
+
+
 TABS: list[tuple[str, Callable[[Page], str]]] = [
     ("text-to-image", use_text_to_image),
     ("gan-faces", use_gan_faces),
     ("vae-interpolation", use_vae_interpolation),
     ("text-generation", use_text_generation),
+    ("text-inspection", use_text_inspection),
 ]
 
 
