@@ -26,6 +26,7 @@ SECTIONS = [
     "benchmarks.bench_text_inspection",
     "benchmarks.bench_faults",
     "benchmarks.loadtest",
+    "benchmarks.loadtest_cluster",
 ]
 OUTPUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 HEADER = """# Benchmarks

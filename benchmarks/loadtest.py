@@ -6,7 +6,8 @@ settings. It reports served / refused-busy / failed counts, p50/p95 latency per 
 server's peak RSS. `--memory-requests 1000` then sends that many cheap requests and compares the server's RSS
 before and after. `--url http://127.0.0.1:PORT/` targets an app already running (add `--pid` for its RSS).
 `python -m benchmarks benchmarks.loadtest` (`make loadtest`) writes the 40 x 2 run and the 1,000-request run
-into BENCHMARKS.md.
+into BENCHMARKS.md. `--cluster` runs the same load against the app in client mode with its models on a local Ray;
+`make loadtest-cluster` writes that section (benchmarks/loadtest_cluster.py).
 """
 
 from __future__ import annotations
@@ -543,6 +544,11 @@ def main() -> None:
     parser.add_argument(
         "--single-faces", action="store_true", help="also time 32 one-face requests: one by one, then at once"
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the app in client mode, its models on a local Ray (needs `make setup-cluster`; docs/deploy-cluster.md)",
+    )
     args = parser.parse_args()
     if not 1 <= args.clients <= MAX_CLIENTS:
         parser.error(f"--clients must be from 1 to {MAX_CLIENTS}")
@@ -558,6 +564,14 @@ def main() -> None:
     if args.url:
         check_loopback(args.url)
         print(load_test(args.url, args.pid, settings))
+        return
+    if args.cluster:
+        from benchmarks.loadtest_cluster import app_on_local_cluster
+
+        with tempfile.TemporaryDirectory(prefix="loadtest-cluster-") as folder:
+            with app_on_local_cluster(Path(folder)) as (url, pid, serve_url):
+                print(f"models served at {serve_url}; app in client mode at {url} (pid {pid}) ...", flush=True)
+                print(load_test(url, pid, settings))
         return
     with tempfile.TemporaryDirectory(prefix="loadtest-app-") as folder:
         with launched_app(Path(folder) / "app.log") as (url, pid):

@@ -59,6 +59,7 @@ class TextRequest:
     logprobs: int | None = None  # alternatives per token; None: no log-probabilities
     return_token_ids: bool = False
     continue_final_message: bool = False  # vLLM's: the last (assistant) message is the answer so far, continued
+    precision: str | None = None  # the app's own: the weights' number format, where the generator offers several
 
     @property
     def single_user_message(self) -> tuple[str, str] | None:
@@ -101,6 +102,13 @@ def _messages(body: dict) -> tuple[tuple[str, str], ...]:
             )
         parsed.append((role, content))
     return tuple(parsed)
+
+
+def _precision(body: dict) -> str | None:
+    precision = body.get("precision")
+    if precision is not None and not isinstance(precision, str):
+        raise RequestError("precision must be a string naming a number format, e.g. float32.", "precision")
+    return precision or None
 
 
 def parse_request(kind: str, body: Any, models: list[str]) -> TextRequest:
@@ -157,6 +165,7 @@ def parse_request(kind: str, body: Any, models: list[str]) -> TextRequest:
         logprobs=logprobs,
         return_token_ids=bool(body.get("return_token_ids", False)),
         continue_final_message=kind == "chat" and bool(body.get("continue_final_message", False)),
+        precision=_precision(body),
     )
 
 
@@ -236,12 +245,11 @@ def run_deltas(generator, request: TextRequest, run: Run, stop_event: threading.
     prompt, chat, prefix = prompt_and_mode(generator, request)
     settings = SamplingSettings(**request.settings, chat=chat)
     written = prefix  # the generator's text starts with the answer so far; the response holds what follows
-    answers = (
-        generator.stream(prompt, settings, stop_event, prefix=prefix)
-        if prefix
-        else generator.stream(prompt, settings, stop_event)
-    )
-    for generation in answers:
+    # Only the options asked for are passed, so any generator with the base interface serves plain requests.
+    options = {"prefix": prefix} if prefix else {}
+    if request.precision:
+        options["precision"] = request.precision
+    for generation in generator.stream(prompt, settings, stop_event, **options):
         delta = generation.text[len(written) :]
         written = generation.text
         run.generation = generation

@@ -97,7 +97,12 @@ class OpenAITextGenerator:
         return "/completions", body
 
     def stream(
-        self, prompt: str, settings: SamplingSettings, stop_event: threading.Event | None = None, prefix: str = ""
+        self,
+        prompt: str,
+        settings: SamplingSettings,
+        stop_event: threading.Event | None = None,
+        prefix: str = "",
+        precision: str | None = None,
     ) -> Iterator[Generation]:
         """Yield the same generation each time new text arrives; the last yield is complete. With a `prefix`
         (the answer so far) the model continues after it, and the text starts with it.
@@ -108,6 +113,8 @@ class OpenAITextGenerator:
         if not prompt.strip():
             raise ValueError("The prompt is empty.")
         path, body = self._body(prompt, settings, prefix)
+        if precision:  # the number format of the server's weights, where it offers several (the app's deployment)
+            body["precision"] = precision
         result = RemoteGeneration(self.name, [], text=prefix)
         token_ids: list[int] = []
         started = time.perf_counter()
@@ -156,9 +163,11 @@ class OpenAITextGenerator:
             result.finish_reason = choice.get("finish_reason") or result.finish_reason
         return ids
 
-    def generate(self, prompt: str, settings: SamplingSettings, prefix: str = "") -> Generation:
+    def generate(
+        self, prompt: str, settings: SamplingSettings, prefix: str = "", precision: str | None = None
+    ) -> Generation:
         """The whole generation at once (the last item of `stream`)."""
-        *_, last = self.stream(prompt, settings, prefix=prefix)
+        *_, last = self.stream(prompt, settings, prefix=prefix, precision=precision)
         return last
 
     def explain(self, generation: Generation, alternatives: int = TOP_LOGPROBS) -> list[TokenChoice]:

@@ -29,6 +29,8 @@ from pipelines.vae.pipeline import HubVAEPipeline, TrainedVAEPipeline, VAEPipeli
 # own device and precision, exactly as the in-process pipeline does.
 CLIENT_DEVICE = DeviceChoice(torch.device("cpu"), torch.float32)
 
+MAX_ROWS = 4 * FACES.high  # latents in one request: the deployments' largest batched pass (deploy/serve_app.py)
+
 SERVICES = {
     "gan": "The GAN deployment",
     "vae": "The VAE deployment",
@@ -50,8 +52,10 @@ class RemoteFacePipeline(FacePipeline):
         self.device_choice = CLIENT_DEVICE
 
     def generate(self, latents: torch.Tensor) -> list[Image.Image]:
-        body = self.client.post("/gan/generate", content=wire.pack({"latents": latents.float()}))
-        return wire.unpack_images(body)[0]
+        images = []
+        for chunk in torch.split(latents.float(), MAX_ROWS):  # the deployment's largest pass
+            images += wire.unpack_images(self.client.post("/gan/generate", content=wire.pack({"latents": chunk})))[0]
+        return images
 
     def sample(
         self, seed: int, count: int = FACES.default, truncation: float = TRUNCATION.default
@@ -82,7 +86,7 @@ class ServedVAE:
         return self._served("encode", pixels)
 
     def _run_decoder(self, latents: torch.Tensor) -> torch.Tensor:
-        return self._served("decode", latents)
+        return torch.cat([self._served("decode", chunk) for chunk in torch.split(latents, MAX_ROWS)])
 
     def probe(self) -> None:
         self.client.get_json(f"/vae/healthz?{_query(self.model_id)}")
