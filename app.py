@@ -8,8 +8,9 @@ import gradio as gr
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
+import demos.warmup_notice as warmup_notice
 from demos import common, faults, gan_faces, text_generation, text_to_image, vae_interpolation, validation
-from pipelines.core import zerogpu
+from pipelines.core import warmup, zerogpu
 from pipelines.core.health import check_health
 from pipelines.serving.health import backend_report
 
@@ -48,6 +49,7 @@ def build_app() -> gr.Blocks:
     # delete_cache: every hour, drop Gradio's cached output files older than an hour.
     with gr.Blocks(title="GenAI Playground", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown(INTRO)
+        warmup_notice.build()  # "warming up the models" while pipelines/core/warmup.py loads them
         with gr.Tabs():
             for module in TAB_MODULES:
                 with gr.Tab(module.TAB_TITLE, id=module.TAB_ID):
@@ -83,4 +85,7 @@ if __name__ == "__main__":
         max_file_size=f"{validation.MAX_UPLOAD_MB}mb",
         css=APP_CSS,
         app_kwargs={"routes": [APIRoute("/healthz", healthz, methods=["GET", "HEAD"])]},
+        prevent_thread_lock=True,
     )
+    warmup.start()  # the page is up: now load every model in the background (state in /healthz)
+    demo.block_thread()

@@ -11,7 +11,8 @@ import gradio as gr
 import numpy as np
 
 from demos import common, validation
-from pipelines.core import registry
+from pipelines.core import registry, warmup
+from pipelines.core.device import select_device
 from pipelines.text import inspection
 from pipelines.text.generation import SamplingSettings, TextGenerator, TokenChoice
 from pipelines.text.ngram import END_OF_TEXT, MAX_ORDER, NgramModel, join_words, split_words
@@ -19,6 +20,7 @@ from pipelines.text.options import (
     ATTENTION_HEAD,
     ATTENTION_LAYER,
     BUILTIN_MODEL,
+    MAX_BATCH,
     MAX_CORPUS_BYTES,
     MAX_INSPECTED_CHARACTERS,
     MAX_NEW_TOKENS,
@@ -26,6 +28,8 @@ from pipelines.text.options import (
     MODES,
     NGRAM_ORDER,
     NGRAM_WORDS,
+    PRECISION_NOTES,
+    PRECISIONS,
     REPETITION_PENALTY,
     TEMPERATURE,
     TOP_K,
@@ -35,8 +39,11 @@ from pipelines.text.sample_texts import SAMPLE_TEXTS
 
 TAB_TITLE = "Text Generation"
 TAB_ID = "text-generation"
-# One generation at a time on the model, shared by every event that runs it; others wait in the queue.
-CONCURRENCY = common.concurrency("text-lm", 1)
+# Requests that run at once on the model, across every event that uses it: generations share the model's
+# decode batch (pipelines/text/decoder.py), so as many may run as the batch holds; others wait in the queue.
+DEVICE_TYPE = select_device().device.type
+CONCURRENCY = common.concurrency("text-lm", MAX_BATCH.get(DEVICE_TYPE, MAX_BATCH["cuda"]))
+PRECISION_CHOICES = PRECISIONS.get(DEVICE_TYPE, PRECISIONS["cuda"])  # the default first
 
 CANDIDATE_ROWS = 12
 OWN_TEXT = "(your own text)"
@@ -79,6 +86,11 @@ HOW_IT_WORKS = """
   other controls reshaped it): red tokens were surprising picks, green ones near-certain.
 - **This model.** SmolLM2-135M-Instruct (Hugging Face, Apache-2.0), 135 M parameters, 30 layers, a
   context of 8,192 tokens, shipped here as a 4-bit GGUF file and run with transformers.
+- **Precision.** Writing one token reads every weight once, so on a CPU the speed is set by bytes per weight:
+  *int4* keeps the file's own 4-bit numbers (fastest), *int8* 8 bits, *float32* the de-quantized floats
+  (the reference). The probabilities move a little between them; the text may too, where two tokens were close.
+- **A room at once.** Requests that arrive while others are writing join one shared batch: each step computes
+  the next token of every request in one pass over the weights, each with its own settings and seed.
 
 ### Attention: what each token looked at
 - In every layer, each token makes a **query** (what am I looking for?), a **key** (what do I offer?) and a
@@ -142,13 +154,21 @@ def _text_generator(model: str) -> TextGenerator:
     if model not in allowed:
         raise gr.Error(f"Unknown model {model!r}. The models this app allows are: {', '.join(allowed)}.")
     if not registry.is_loaded(model):
-        gr.Info(
-            "Loading the model: a few seconds, or about a minute the very first time "
-            "(its 4-bit file is converted once)."
-            if model == BUILTIN_MODEL
-            else f"Loading {model}: it is downloaded from the Hugging Face Hub on first use."
-        )
+        if warmup.WARMUP.state_of(model) in ("waiting", "warming"):
+            gr.Info("The model is still warming up after the app started: your text starts as soon as it is ready.")
+        else:
+            gr.Info(
+                "Loading the model: a few seconds, or longer the very first time (its 4-bit file is converted once)."
+                if model == BUILTIN_MODEL
+                else f"Loading {model}: it is downloaded from the Hugging Face Hub on first use."
+            )
     return registry.load(model)
+
+
+def _check_precision(precision) -> str:
+    if precision not in PRECISION_CHOICES:
+        raise gr.Error(f"precision must be one of {', '.join(PRECISION_CHOICES)} here (got {precision!r}).")
+    return precision
 
 
 def _check_prompt(prompt) -> str:
@@ -184,19 +204,22 @@ def generate_text(
     mode: str = "Chat",
     model: str = BUILTIN_MODEL,
     prefix: str = "",
+    precision: str = PRECISION_CHOICES[0],
 ):
     """Stream the model's answer; the last yield is the full text (what API callers receive) and, for the
     look-inside view and branching, the model that wrote it, the generation, the prompt and the settings.
 
     `prefix` is the answer so far: the model continues after it, and the text returned starts with it.
+    `precision` is the weights' number format (int4, int8 or float32 on a CPU).
     """
     prompt = _check_prompt(prompt)
     prefix = _check_prefix(prefix)
+    precision = _check_precision(precision)
     settings = _sampling_settings(max_new_tokens, temperature, top_p, seed, top_k, repetition_penalty, mode)
     generator = _text_generator(model)
     generation = None
     with _refusals_as_errors():
-        for generation in generator.stream(prompt, settings, prefix=prefix):
+        for generation in generator.stream(prompt, settings, prefix=prefix, precision=precision):
             yield generation.text, gr.skip()
     yield generation.text, (registry.MODELS.canonical_id(model), generation, prompt, settings)
 
@@ -235,8 +258,10 @@ def look_inside(run: tuple | None):
     first = (
         f", first token after {generation.first_token_seconds * 1000:.0f} ms" if generation.first_token_seconds else ""
     )
+    weights = f", {generation.precision} weights" if generation.precision else ""
     summary = [
-        f"**{generation.model_name}** wrote {tokens} tokens in {generation.seconds:.1f} s ({rate:.1f} tokens/s{first})."
+        f"**{generation.model_name}** wrote {tokens} tokens in {generation.seconds:.1f} s "
+        f"({rate:.1f} tokens/s{first}{weights})."
     ]
     summary += [f"⚠️ {note}" for note in generation.notes]
     highlighted = [(choice.text, _band(choice.probability)) for choice in choices]
@@ -291,7 +316,7 @@ def branch_from_alternative(run: tuple | None, choices: list[TokenChoice], posit
     remaining = dataclasses.replace(settings, max_new_tokens=max(1, settings.max_new_tokens - index - 1))
     branch = None
     with _refusals_as_errors():
-        for branch in generator.stream(prompt, remaining, prefix=prefix):
+        for branch in generator.stream(prompt, remaining, prefix=prefix, precision=generation.precision or None):
             yield (
                 gr.skip(),
                 gr.skip(),
@@ -533,6 +558,7 @@ def compare_models(
     top_k: int,
     repetition_penalty: float,
     model: str,
+    precision: str = PRECISION_CHOICES[0],
 ):
     """The same prompt continued by the n-gram model (instantly) and the transformer (streamed, completion mode).
 
@@ -544,7 +570,7 @@ def compare_models(
     ngram_full = join_words(split_words(prompt) + split_words(ngram_text))
     yield ngram_full, prompt
     arguments = (max_new_tokens, temperature, top_p, seed, top_k, repetition_penalty, "Completion", model)
-    for text, _ in generate_text(prompt, *arguments):
+    for text, _ in generate_text(prompt, *arguments, precision=precision):
         yield ngram_full, prompt + text
 
 
@@ -668,6 +694,14 @@ def build() -> None:
                 top_p = common.slider(TOP_P, "top_p")
                 repetition_penalty = common.slider(REPETITION_PENALTY, "repetition_penalty")
                 seed = common.seed_row(42, "seed")
+                precision = gr.Radio(
+                    list(PRECISION_CHOICES),
+                    value=PRECISION_CHOICES[0],
+                    label="Precision (weights)",
+                    elem_id="text-precision",
+                    info=f"{PRECISION_CHOICES[0]}: {PRECISION_NOTES.get(PRECISION_CHOICES[0], '')}. "
+                    "Fewer bits read per token is faster; the look-inside shows how much the probabilities move.",
+                )
         with gr.Accordion("Look inside: how sure was the model of each token?", open=True):
             highlighted = gr.HighlightedText(
                 label="Generated tokens coloured by the probability the model gave them (click a token)",
@@ -845,7 +879,7 @@ def build() -> None:
     transformer_controls = [max_new_tokens, temperature, top_p, seed, top_k, repetition_penalty, mode, model]
     generation_event = generate_button.click(
         generate_text,
-        [prompt, *transformer_controls, prefix],
+        [prompt, *transformer_controls, prefix, precision],
         [output, run_state],
         api_name="generate_text",
         **CONCURRENCY,
@@ -922,7 +956,7 @@ def build() -> None:
     )
     compare_event = compare_button.click(
         compare_models,
-        [compare_prompt, corpus, n, *transformer_controls[:-2], model],
+        [compare_prompt, corpus, n, *transformer_controls[:-2], model, precision],
         [compare_ngram, compare_transformer],
         api_name="compare_text",
         **CONCURRENCY,

