@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 import demos.warmup_notice as warmup_notice
-from demos import common, faults, gan_faces, text_generation, text_to_image, vae_interpolation, validation
+from demos import common, evaluation, faults, gan_faces, text_generation, text_to_image, vae_interpolation, validation
 from pipelines.core import warmup, zerogpu
 from pipelines.core.health import check_health
 from pipelines.serving.health import backend_report
@@ -33,7 +33,7 @@ APP_CSS = """
 """
 
 # Tab order follows the product card; each module builds its own tab (the interface: demos/common.py).
-TAB_MODULES = [text_to_image, gan_faces, vae_interpolation, text_generation]
+TAB_MODULES = [text_to_image, gan_faces, vae_interpolation, text_generation, evaluation]
 
 INTRO = """
 # GenAI Playground

@@ -127,12 +127,24 @@ def use_text_inspection(page: Page) -> str:
     return "#attention-note"
 
 
+def use_evaluation(page: Page) -> str:
+    open_tab(page, "Evaluate")
+    wait_for_images(page, "#evaluation-fid-plot", 1)  # the shipped plot of the first study
+    page.get_by_role("tab", name="Text", exact=True).click()
+    press(page, page.locator("#evaluation-score"))
+    expect(page.locator("#evaluation-text-json")).to_contain_text("bleu", timeout=RESULT_TIMEOUT_MS)
+    page.get_by_role("tab", name="Families", exact=True).click()
+    expect(page.locator("#evaluation-families table")).to_be_visible(timeout=RESULT_TIMEOUT_MS)
+    return "#evaluation-families"
+
+
 TABS: list[tuple[str, Callable[[Page], str]]] = [
     ("text-to-image", use_text_to_image),
     ("gan-faces", use_gan_faces),
     ("vae-interpolation", use_vae_interpolation),
     ("text-generation", use_text_generation),
     ("text-inspection", use_text_inspection),
+    ("evaluate", use_evaluation),
 ]
 
 

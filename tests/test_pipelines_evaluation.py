@@ -300,7 +300,7 @@ def _study(axis: str = "truncation") -> Study:
         for t, fid, precision, recall in ((0.5, 90.0, 0.9, 0.1), (1.0, 40.0, 0.8, 0.5), (2.0, 60.0, 0.6, 0.9))
     ]
     floor = StudyPoint("untruncated, another seed", {"truncation": None}, 30.0, 0.7, 0.7, 10)
-    return Study("gan-truncation", "title", "reference", 10, 0, points, floor, 1.0, axis)
+    return Study("gan-truncation", "reference", 10, 0, points, floor, 1.0, axis)
 
 
 def test_a_study_reads_its_own_numbers_and_survives_json():
@@ -308,12 +308,13 @@ def test_a_study_reads_its_own_numbers_and_survives_json():
     assert [short_label(study, p) for p in study.points] == ["0.5", "1", "2"]
     text = summary(study)
     assert "from 90% to 60%" in text and "from 10% to 90%" in text and "truncation 1 (40" in text and "give 30" in text
-    stored = json.loads(json.dumps({"measured": "2026-12-03", **study.as_json()}))
+    stored = json.loads(json.dumps({"measured": "2026-12-03", "title": "an older title", **study.as_json()}))
     assert Study.from_json(stored) == study
+    assert study.title.startswith("GAN faces")
 
 
 def test_plots_are_drawn_from_a_study_and_a_table(tmp_path):
-    from pipelines.evaluation.plots import families_figure, save_figure, study_figure
+    from pipelines.evaluation.plots import families_figures, save_figures, study_figures
 
     row = dict(sample="x", quality_measure="q", diversity_measure="recall", likelihood="l", likelihood_value="v")
     rows = [
@@ -334,10 +335,13 @@ def test_plots_are_drawn_from_a_study_and_a_table(tmp_path):
     ]
     table = FamilyTable(rows, 8, 0, 1.0)
     assert FamilyTable.from_json(json.loads(json.dumps(table.as_json()))) == table
-    for name, figure in (("study", study_figure(_study())), ("families", families_figure(table))):
-        path = save_figure(figure, tmp_path / f"{name}.png")
+    study_plots = save_figures(study_figures(_study()), tmp_path / "gan-truncation")
+    assert [p.name for p in study_plots] == ["gan-truncation-fid.png", "gan-truncation-precision-recall.png"]
+    family_plots = save_figures(families_figures(table), tmp_path / "families")
+    assert [p.name for p in family_plots] == ["families-speed.png", "families-images.png", "families-text.png"]
+    for path in [*study_plots, *family_plots]:
         with Image.open(path) as image:
-            assert image.size == (1100, 440 if name == "study" else 400)
+            assert image.size in ((560, 440), (460, 400))
 
 
 def test_distinct_bigrams_count_repeats():

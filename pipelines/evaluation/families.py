@@ -10,6 +10,7 @@ went, from each model card.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -53,7 +54,7 @@ class FamilyTable:
     images: int  # images a compared set
     seed: int
     seconds: float
-    machine: str = field(default_factory=lambda: f"{platform.machine()}, {torch.get_num_threads()} torch threads")
+    machine: str = field(default_factory=lambda: describe_machine())
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -61,6 +62,20 @@ class FamilyTable:
     @classmethod
     def from_json(cls, data: dict) -> FamilyTable:
         return cls(**{**data, "rows": [FamilyRow(**row) for row in data["rows"]]})
+
+
+def describe_machine() -> str:
+    """The CPU's name, its cores and torch's threads: what a measured time depends on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
 
 
 def distinct_bigrams(samples: list[list[str]]) -> float:
@@ -135,7 +150,7 @@ def measure_families(
     latents = torch.randn(images, vae.latent_dim, generator=torch.Generator().manual_seed(seed))
     samples, seconds = _timed(lambda: vae.decode(latents))
     vae_comparison = compare_features(*inception.features_of_sets([reference_faces, samples]))
-    elbo = negative_elbo(vae, reference_faces, seed)
+    elbo = negative_elbo(vae, reference_faces, seed) if hasattr(vae, "model") else None  # None: served elsewhere
     card = _card("vae-faces", "config.json").get("training", {})
     rows.append(
         FamilyRow(
@@ -149,7 +164,9 @@ def measure_families(
             vae_comparison.recall,
             "recall",
             "a bound (the ELBO)",
-            f"−ELBO {elbo:,.0f} nats an image on {images} held-out faces: −log p(x) is at most this.",
+            f"−ELBO {elbo:,.0f} nats an image on {images} held-out faces: −log p(x) is at most this."
+            if elbo is not None
+            else "Not measured: the model runs on a model server here, without its weights in this process.",
             f"{card.get('steps', '?')} steps of batch {card.get('batch_size', '?')} in {card.get('minutes', '?')} "
             "minutes on a CPU (model card); no loss curve recorded.",
         )
@@ -272,11 +289,15 @@ def negative_elbo(vae, images, seed: int) -> float:
     return float((reconstruction.flatten(1).sum(1) + kl_divergence(mu, logvar)).mean())
 
 
-def shipped_families() -> tuple[FamilyTable, Path, str] | None:
-    """The table measured by training/precompute_evaluation.py, its plot and when it was measured, or None."""
+FAMILY_PLOTS = ("speed", "images", "text")  # the names of pipelines.evaluation.plots.families_figures
+
+
+def shipped_families() -> tuple[FamilyTable, list[Path], str] | None:
+    """The table measured by training/precompute_evaluation.py, its plots and when it was measured, or None."""
     folder = WEIGHTS_DIR / "evaluation"
-    data, plot = folder / "families.json", folder / "families.png"
-    if not (data.exists() and plot.exists()):
+    data = folder / "families.json"
+    plots = [folder / f"families-{name}.png" for name in FAMILY_PLOTS]
+    if not (data.exists() and all(plot.exists() for plot in plots)):
         return None
     saved = json.loads(data.read_text())
-    return FamilyTable.from_json(saved["table"]), plot, saved.get("measured", "")
+    return FamilyTable.from_json(saved["table"]), plots, saved.get("measured", "")

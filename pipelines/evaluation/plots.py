@@ -1,8 +1,10 @@
-"""Plots of the studies and the families table: matplotlib figures (no pyplot, so threads never share state),
-written as PNG files for the tab and for the shipped defaults in weights/evaluation/."""
+"""Plots of the studies and the families table: matplotlib figures (no pyplot, so threads never share state), one
+panel a figure so that a wide screen shows them side by side and a phone one above the other, written as PNG files
+for the tab and for the shipped defaults in weights/evaluation/."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -13,82 +15,132 @@ from pipelines.evaluation.studies import Study, short_label
 
 FLOOR_COLOUR = "#7f7f7f"
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
-FONT_SIZE = 11  # readable on a projector; the PNG scales down on a phone
+FONT_SIZE = 12  # readable on a projector, and on a phone where a panel is shown about 350 px wide
+SMALL = 10
 
 
-def _figure(width: float = 11.0, height: float = 4.4) -> Figure:
+def _figure(width: float = 5.6, height: float = 4.4) -> Figure:
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
-def study_figure(study: Study) -> Figure:
-    """FID of each set (lower is closer to the reference; the floor is what chance alone gives at this size),
-    and precision against recall (top right is best)."""
-    figure = _figure()
-    fid_axes, pr_axes = figure.subplots(1, 2, width_ratios=(1.15, 1))
-    labels = [short_label(study, point) for point in study.points]
-    positions = range(len(study.points))
-    fid_axes.bar(positions, [p.fid for p in study.points], color=COLOURS[0])
-    fid_axes.axhline(study.floor.fid, color=FLOOR_COLOUR, linestyle="--", label=f"floor: {study.floor.label}")
-    fid_axes.set_xticks(list(positions), labels, fontsize=10)
-    fid_axes.set_ylabel("FID (lower = closer to the reference)", fontsize=FONT_SIZE)
-    fid_axes.set_xlabel(study.axis, fontsize=FONT_SIZE)
-    fid_axes.set_ylim(0, 1.2 * max(p.fid for p in [*study.points, study.floor]))
-    fid_axes.set_title(f"FID, {study.images_per_set} images a set", fontsize=FONT_SIZE)
-    fid_axes.legend(fontsize=9, loc="upper right")
-    for position, point in zip(positions, study.points):
-        fid_axes.annotate(f"{point.fid:.0f}", (position, point.fid), ha="center", va="bottom", fontsize=9)
+def _wrapped(label: str, width: int = 12) -> str:
+    return "\n".join(textwrap.wrap(label, width, break_long_words=False)) or label
 
+
+def fid_figure(study: Study) -> Figure:
+    """FID of each set: lower is closer to the reference; the floor is what chance alone gives at this size."""
+    figure = _figure()
+    axes = figure.subplots()
+    labels = [short_label(study, point) for point in study.points]
+    positions = list(range(len(study.points)))
+    bars = axes.bar(positions, [p.fid for p in study.points], color=COLOURS[0])
+    axes.bar_label(bars, fmt="%.0f", fontsize=SMALL)
+    axes.axhline(study.floor.fid, color=FLOOR_COLOUR, linestyle="--", label=f"floor: {study.floor.label}")
+    axes.set_xticks(positions, [_wrapped(label) for label in labels], fontsize=SMALL)
+    axes.set_ylabel("FID (lower = closer)", fontsize=FONT_SIZE)
+    axes.set_xlabel(study.axis, fontsize=FONT_SIZE)
+    axes.set_ylim(0, 1.25 * max(p.fid for p in [*study.points, study.floor]))
+    axes.set_title(f"FID, {study.images_per_set} images a set", fontsize=FONT_SIZE)
+    axes.legend(fontsize=SMALL, loc="upper right")
+    return figure
+
+
+def precision_recall_figure(study: Study) -> Figure:
+    """Precision against recall: top right is best; low truncation or strong guidance move points up and left."""
+    figure = _figure()
+    axes = figure.subplots()
     recalls = [p.recall for p in study.points]
     precisions = [p.precision for p in study.points]
     if study.axis:
-        pr_axes.plot(recalls, precisions, color=COLOURS[0], alpha=0.5)
-    pr_axes.scatter(recalls, precisions, color=COLOURS[0], zorder=3)
-    pr_axes.scatter([study.floor.recall], [study.floor.precision], color=FLOOR_COLOUR, marker="s", zorder=3)
-    for point, label in zip(study.points, labels):
-        pr_axes.annotate(label, (point.recall, point.precision), textcoords="offset points", xytext=(5, 4), fontsize=9)
-    pr_axes.annotate(
-        "floor", (study.floor.recall, study.floor.precision), textcoords="offset points", xytext=(5, -11), fontsize=9
-    )
-    pr_axes.set_xlim(-0.03, 1.08)
-    pr_axes.set_ylim(-0.03, 1.08)
-    pr_axes.set_xlabel("recall (variety: reference covered)", fontsize=FONT_SIZE)
-    pr_axes.set_ylabel("precision (fidelity: on the reference)", fontsize=FONT_SIZE)
-    pr_axes.set_title(f"Precision and recall (k = {NEIGHBOURS})", fontsize=FONT_SIZE)
-    pr_axes.grid(alpha=0.3)
-    figure.suptitle(study.title, fontsize=FONT_SIZE + 1)
+        axes.plot(recalls, precisions, color=COLOURS[0], alpha=0.5)
+    axes.scatter(recalls, precisions, color=COLOURS[0], zorder=3, s=40)
+    # Points at the same place share one label; labels near the right edge go to the left of their point.
+    named: dict[tuple[float, float], list[str]] = {}
+    for point in study.points:
+        named.setdefault((point.recall, point.precision), []).append(short_label(study, point))
+    if study.floor not in study.points:
+        axes.scatter([study.floor.recall], [study.floor.precision], color=FLOOR_COLOUR, marker="s", zorder=3, s=40)
+        named.setdefault((study.floor.recall, study.floor.precision), []).append("floor")
+    for (recall, precision), names in named.items():
+        left = recall > 0.6
+        axes.annotate(
+            _wrapped(", ".join(names), 24),
+            (recall, precision),
+            textcoords="offset points",
+            xytext=(-6 if left else 6, 4),
+            ha="right" if left else "left",
+            fontsize=SMALL,
+        )
+    axes.set_xlim(-0.03, 1.05)
+    axes.set_ylim(-0.03, 1.08)
+    axes.set_xlabel("recall (variety: reference covered)", fontsize=FONT_SIZE)
+    axes.set_ylabel("precision (fidelity)", fontsize=FONT_SIZE)
+    axes.set_title(f"Precision and recall (k = {NEIGHBOURS})", fontsize=FONT_SIZE)
+    axes.grid(alpha=0.3)
     return figure
 
 
-def families_figure(table: FamilyTable) -> Figure:
+def study_figures(study: Study) -> dict[str, Figure]:
+    """The study's panels by name: "fid" and "precision-recall"."""
+    return {"fid": fid_figure(study), "precision-recall": precision_recall_figure(study)}
+
+
+def _short_family(name: str) -> str:
+    return name.replace("Autoregressive ", "AR ")
+
+
+def families_figures(table: FamilyTable) -> dict[str, Figure]:
     """Time per sample (log scale), image quality and variety, and text surprise per character."""
-    figure = _figure(11.0, 4.0)
-    time_axes, image_axes, text_axes = figure.subplots(1, 3)
-    names = [row.family.replace("Autoregressive ", "AR ") for row in table.rows]
-    time_axes.barh(names, [row.seconds_per_sample for row in table.rows], color=COLOURS[: len(names)])
-    time_axes.set_xscale("log")
-    time_axes.invert_yaxis()
-    time_axes.set_xlabel("seconds a sample (log scale)", fontsize=FONT_SIZE)
-    time_axes.set_title("Speed", fontsize=FONT_SIZE)
+    speed = _figure(4.6, 4.0)
+    axes = speed.subplots()
+    names = [_short_family(row.family) for row in table.rows]
+    bars = axes.barh(names, [row.seconds_per_sample for row in table.rows], color=COLOURS[: len(names)])
+    axes.bar_label(bars, labels=[_seconds(row.seconds_per_sample) for row in table.rows], fontsize=SMALL, padding=3)
+    axes.set_xscale("log")
+    axes.set_xlim(right=axes.get_xlim()[1] * 30)  # room for the labels
+    axes.invert_yaxis()
+    axes.tick_params(labelsize=SMALL)
+    axes.set_xlabel("seconds a sample (log scale)", fontsize=FONT_SIZE)
+    axes.set_title("Speed", fontsize=FONT_SIZE)
 
+    quality = _figure(4.6, 4.0)
+    axes = quality.subplots()
     images = [row for row in table.rows if row.diversity_measure == "recall"]
-    positions = range(len(images))
-    image_axes.bar(positions, [row.quality for row in images], color=COLOURS[0])
-    image_axes.set_xticks(list(positions), [row.family for row in images], fontsize=9)
-    image_axes.set_ylabel("FID (lower is better)", fontsize=FONT_SIZE, color=COLOURS[0])
-    recall_axes = image_axes.twinx()
-    recall_axes.plot(list(positions), [row.diversity for row in images], "o", color=COLOURS[1], markersize=9)
-    recall_axes.set_ylim(0, 1.05)
+    positions = list(range(len(images)))
+    bars = axes.bar(positions, [row.quality for row in images], color=COLOURS[0])
+    axes.bar_label(bars, fmt="%.0f", fontsize=SMALL)
+    axes.set_xticks(positions, [row.family for row in images], fontsize=SMALL)
+    axes.set_ylabel("FID, own reference (bars)", fontsize=FONT_SIZE, color=COLOURS[0])
+    axes.set_ylim(0, 1.15 * max(row.quality for row in images))
+    recall_axes = axes.twinx()
+    recall_axes.plot(positions, [row.diversity for row in images], "o", color=COLOURS[1], markersize=10)
+    recall_axes.set_ylim(-0.02, 1.05)
     recall_axes.set_ylabel("recall (dots)", fontsize=FONT_SIZE, color=COLOURS[1])
-    image_axes.set_title(f"Images: quality and variety ({table.images} a set)", fontsize=FONT_SIZE)
+    axes.set_title(f"Images: quality and variety ({table.images} a set)", fontsize=FONT_SIZE)
 
-    texts = [row for row in table.rows if row.diversity_measure != "recall"]
-    text_axes.bar(range(len(texts)), [row.bits_per_character for row in texts], color=COLOURS[2])
-    text_axes.set_xticks(list(range(len(texts))), [row.family.split("(")[-1].rstrip(")") for row in texts], fontsize=9)
-    text_axes.set_ylabel("bits a character (lower is better)", fontsize=FONT_SIZE)
-    text_axes.set_title("Text: held-out surprise", fontsize=FONT_SIZE)
-    return figure
+    text = _figure(4.6, 4.0)
+    axes = text.subplots()
+    texts = [row for row in table.rows if row.bits_per_character is not None]
+    bars = axes.bar(range(len(texts)), [row.bits_per_character for row in texts], color=COLOURS[2])
+    axes.bar_label(bars, fmt="%.2f", fontsize=SMALL)
+    labels = [row.family.split("(")[-1].rstrip(")") for row in texts]
+    axes.set_xticks(list(range(len(texts))), labels, fontsize=SMALL)
+    axes.set_ylabel("bits a character (lower = less surprised)", fontsize=FONT_SIZE)
+    axes.set_title("Text: surprise at held-out text", fontsize=FONT_SIZE)
+    return {"speed": speed, "images": quality, "text": text}
 
 
-def save_figure(figure: Figure, path: Path) -> Path:
-    figure.savefig(path, format="png", dpi=100)
-    return path
+def _seconds(value: float) -> str:
+    if value < 1e-3:
+        return f"{value * 1e6:.0f} µs"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
+
+
+def save_figures(figures: dict[str, Figure], stem: Path) -> list[Path]:
+    """Each figure as `<stem>-<name>.png`; the paths in the figures' order."""
+    paths = []
+    for name, figure in figures.items():
+        path = stem.with_name(f"{stem.name}-{name}.png")
+        figure.savefig(path, format="png", dpi=100)
+        paths.append(path)
+    return paths

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -60,8 +60,7 @@ class StudyPoint:
 
 @dataclass(frozen=True)
 class Study:
-    id: str  # "gan-truncation", "vae-vs-gan", "text-to-image-guidance", ...
-    title: str
+    id: str  # one of STUDY_IDS: "gan-truncation", "vae-vs-gan", "text-to-image-guidance", ...
     reference: str  # what set A is
     images_per_set: int
     seed: int
@@ -69,14 +68,17 @@ class Study:
     floor: StudyPoint  # a second sample of the reference's distribution
     seconds: float = 0.0
     axis: str = ""  # the setting that varies along the points ("truncation", "guidance", ...; "" for none)
-    notes: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return TITLES.get(self.id, self.id)
 
     def as_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict) -> Study:
-        """A study from `as_json`'s dict; other keys (a file's date, machine) are left out."""
+        """A study from `as_json`'s dict; other keys (a file's date and machine, an older file's title) are left out."""
         known = {f.name for f in fields(cls)}
         points = [StudyPoint(**point) for point in data["points"]]
         values = {key: value for key, value in data.items() if key in known}
@@ -165,7 +167,6 @@ def gan_truncation_study(
     ]
     return Study(
         "gan-truncation",
-        "GAN faces: truncation trades variety for typical faces",
         f"{images} untruncated DCGAN faces (latents from the plain normal, seed {seed})",
         images,
         seed,
@@ -212,7 +213,6 @@ def vae_study(images: int = LIVE_STUDY_IMAGES.default, seed: int = 0, progress: 
     ]
     return Study(
         "vae-vs-gan",
-        "VAE vs GAN: why a VAE is blurrier, in numbers",
         f"{images} held-out GAN faces of the kind the VAE was trained on (truncation {FACES_TRUNCATION})",
         images,
         seed,
@@ -314,7 +314,6 @@ def text_to_image_study(
         points.append(StudyPoint.of(setting.label, asdict(setting), comparison))
     return Study(
         f"text-to-image-{axis}",
-        f"Text → Image: {axis} against rendered scenes of the same prompts",
         f"{images} shapes-world scenes drawn exactly from their captions (caption seed {seed})",
         images,
         seed,
@@ -400,7 +399,13 @@ STUDY_IDS = (
     "vae-vs-gan",
     *(f"text-to-image-{axis}" for axis in SWEEP_AXES),
 )
+TITLES = {
+    "gan-truncation": "GAN faces: what the truncation slider does to fidelity and variety",
+    "vae-vs-gan": "VAE vs GAN: why a VAE is blurrier, in numbers",
+    **{f"text-to-image-{axis}": f"Text → Image: {axis} against rendered scenes of the prompts" for axis in SWEEP_AXES},
+}
 SHIPPED_DIR = WEIGHTS_DIR / "evaluation"  # written by training/precompute_evaluation.py
+STUDY_PLOTS = ("fid", "precision-recall")  # the names of pipelines.evaluation.plots.study_figures
 _cache = StudyCache()
 
 
@@ -425,9 +430,10 @@ def run_study(
     return study
 
 
-def shipped_study(study_id: str) -> tuple[Study, Path] | None:
-    """The precomputed study and its plot (PNG) shipped in weights/evaluation/, or None if not there."""
-    data, plot = SHIPPED_DIR / f"{study_id}.json", SHIPPED_DIR / f"{study_id}.png"
-    if not (data.exists() and plot.exists()):
+def shipped_study(study_id: str) -> tuple[Study, list[Path]] | None:
+    """The precomputed study and its plots (FID, precision-recall) shipped in weights/evaluation/, or None."""
+    data = SHIPPED_DIR / f"{study_id}.json"
+    plots = [SHIPPED_DIR / f"{study_id}-{name}.png" for name in STUDY_PLOTS]
+    if not (data.exists() and all(plot.exists() for plot in plots)):
         return None
-    return Study.from_json(json.loads(data.read_text())), plot
+    return Study.from_json(json.loads(data.read_text())), plots

@@ -56,8 +56,8 @@ def score_lines(candidates: list[str], references: list[str]) -> TextScores:
 
     if len(candidates) != len(references):
         raise ValueError(
-            f"Give one reference line for each candidate line: {len(candidates)} candidate lines, "
-            f"{len(references)} reference lines."
+            f"Candidates and references must have the same number of lines (one reference a candidate): "
+            f"{len(candidates)} candidate lines, {len(references)} reference lines."
         )
     if not candidates:
         raise ValueError("There are no lines to score.")
