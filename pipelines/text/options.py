@@ -43,3 +43,16 @@ MAX_ATTENTION_TOKENS = 256  # prompt + answer; the layer's weights for every hea
 ATTENTION_SHOWN_TOKENS = 48  # the heat-maps show the last 48 tokens, readable on a projector
 MAX_INSPECTED_CHARACTERS = 20_000  # longer texts are refused before they are tokenized
 MAX_PERPLEXITY_CHARACTERS = 4_000  # about a page, scored in one forward pass
+
+
+# The character-level recurrent model trained live (pipelines/text/char_model.py).
+CHAR_CELLS = ("lstm", "gru")
+CHAR_STEPS = Range(10, 3000, 600, step=10)
+CHAR_LEARNING_RATE = Range(0.0001, 0.02, 0.002, step=0.0001, whole=False)
+CHAR_HIDDEN = Range(16, 512, 128, step=16)  # units in the recurrent layer
+CHAR_SAMPLE_LENGTH = Range(10, 500, 160, step=10)  # characters in each sample
+CHAR_TEMPERATURES = (0.4, 0.8, 1.2)  # a sample at each, after every stretch of training
+MIN_CHAR_CORPUS = 100  # characters: a few training windows at least
+MAX_CHAR_CORPUS = 200_000  # characters: far more than a live run of a few thousand steps can read
+MAX_CHAR_VOCABULARY = 300  # distinct characters
+CHAR_MAX_SECONDS = 90.0  # a run stops here whatever its steps

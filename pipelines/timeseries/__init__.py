@@ -1,0 +1,1 @@
+"""Time series: autoregressive models of numbers, AR(p), fitted with statsmodels."""
