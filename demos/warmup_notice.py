@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pipelines.core import warmup
+from pipelines.core import registry, warmup
 
 POLL_SECONDS = 2.0
 
@@ -18,12 +18,13 @@ def notice() -> tuple[dict, gr.Timer]:
     snapshot = warmup.snapshot()
     if snapshot["state"] != "running":
         return gr.update(value="", visible=False), gr.Timer(active=False)
-    models = snapshot["models"].values()
-    ready = sum(model["state"] in ("warm", "failed") for model in models)
-    warming = [model["name"] for model in models if model["state"] == "warming"]
+    models = snapshot["models"]
+    # A model a visitor already used is ready even if the warm-up has not reached it.
+    ready = sum(entry["state"] in ("warm", "failed") or registry.is_loaded(i) for i, entry in models.items())
+    warming = [entry["name"] for entry in models.values() if entry["state"] == "warming"]
     now = f" Now loading: {warming[0]}." if warming else ""
     text = (
-        f"⏳ **Warming up the models in the background: {ready} of {len(models)} ready.**{now} "
+        f"**Warming up the models in the background: {ready} of {len(models)} ready.**{now} "
         "Everything works already; a tab whose model is still loading starts as soon as it is ready."
     )
     return gr.update(value=text, visible=True), gr.Timer(active=True)

@@ -26,6 +26,7 @@ def test_generating_streams_text_and_looks_inside(page):
     output = _output_text(page, "text-output")
     assert output.strip()
     # The generated tokens are shown (coloured) in Look inside; the table marks the chosen token.
+    expect(page.locator("#text-look-inside span.token").first).to_be_visible()  # rendered after the status
     shown = "".join(page.locator("#text-look-inside").inner_text().split())
     assert "".join(output.split())[:12] in shown
     assert page.locator("#text-alternatives").get_by_text("chosen").count() >= 1

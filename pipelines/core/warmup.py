@@ -6,7 +6,8 @@ another, in a background thread started after the server answers; /healthz and a
 progress (`snapshot()`). A request that arrives meanwhile waits only for its own model: the registry loads each
 model once, so it either joins the load in progress or loads its model itself.
 
-GENAI_PLAYGROUND_WARMUP=0 turns it off (models then load on first use, as before).
+The thread runs at a low CPU priority: on a small machine the first visitors' requests come first, and the
+warm-up takes what they leave. GENAI_PLAYGROUND_WARMUP=0 turns it off (models then load on first use, as before).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from pipelines.core import registry
 
 logger = logging.getLogger(__name__)
+
+NICENESS = 10  # the warm-up thread's priority (Linux niceness; the threads torch starts from it inherit it)
 
 
 @dataclass
@@ -57,6 +60,10 @@ class Warmup:
         return True
 
     def _run(self) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
+        except (AttributeError, OSError):  # not on this platform: warm at normal priority
+            pass
         for entry in self._entries:
             entry.state = "warming"
             started = time.perf_counter()
