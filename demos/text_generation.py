@@ -390,13 +390,17 @@ def _recompute_panel(capture: inspection.LayerAttention, head: int) -> str:
         )
     else:
         which = f"all {capture.heads} heads of layer {capture.layer}, one by one (the map shows their mean)"
+    # The layer's output is rounded to the number format it ran in: compare the gap with that format's step.
+    relative = recomputed.max_output_difference / (recomputed.largest_output or 1.0)
+    verdict = "within" if relative <= recomputed.rounding_step else "more than"
     return f"""**Recomputed by hand: {which}.**
 From the layer's own queries and keys (after the rotary position embedding) and values, captured by hooks while
 the model ran: `weights = softmax(Q·Kᵀ / √{d} + causal mask)`, `output = weights · V`.
 - Largest difference from the model's own weights (transformers' attention code on the same Q, K, V):
   **{recomputed.max_weight_difference:.1e}**
 - Largest difference from the output the layer actually computed (its fast kernel never forms the weights):
-  **{recomputed.max_output_difference:.1e}**
+  **{recomputed.max_output_difference:.1e}**, {relative:.2%} of its largest value: {verdict} the rounding of
+  {recomputed.number_format}, the format the layer ran in (a step of {recomputed.rounding_step:.2%} of a number)
 - **1/√d** (d = {d}): q·k adds up {d} products, so its spread grows like √{d}; dividing keeps the softmax from
   saturating. Here a token's strongest link gets **{recomputed.top_weight:.0%}** of its attention on average;
   without 1/√{d} it would get **{recomputed.top_weight_unscaled:.0%}**.

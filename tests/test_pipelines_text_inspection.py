@@ -233,6 +233,8 @@ def test_a_head_recomputed_by_hand_matches_the_model(tiny_gqa, gqa_capture, head
     # precisions' activations) keeps 8 bits of mantissa.
     rounding = 1e-5 if tiny_gqa.model.dtype == torch.float32 else 2**-7 * capture.head_outputs.abs().max().item()
     assert recomputed.max_output_difference < rounding
+    assert recomputed.max_output_difference <= recomputed.rounding_step * recomputed.largest_output
+    assert recomputed.number_format == str(capture.computed_in).removeprefix("torch.")
     assert recomputed.kv_head == (capture.kv_head(head) if head else None)
     assert torch.allclose(recomputed.weights, capture.head_weights(head), atol=1e-5)
     assert 0 <= recomputed.future_share_unmasked <= 1 and 0 < recomputed.top_weight <= 1

@@ -246,6 +246,7 @@ class LayerAttention:
     keys: torch.Tensor  # (K, T, d), after the rotary position embedding, as the model cached them
     values: torch.Tensor  # (K, T, d)
     head_outputs: torch.Tensor  # (H, T, d): what the layer's attention actually produced, per head
+    computed_in: torch.dtype = torch.float32  # the number format the layer ran in (its outputs are rounded to it)
 
     @property
     def heads(self) -> int:
@@ -341,6 +342,7 @@ def capture_attention(generator: TextGenerator, input_ids: list[int], layer: int
         keys=keys[0].float().cpu(),
         values=values[0].float().cpu(),
         head_outputs=outputs.float().cpu(),
+        computed_in=outputs.dtype,
     )
 
 
@@ -371,6 +373,9 @@ class HeadRecomputation:
     weights: torch.Tensor  # (T, T) the recomputed weights (their mean over heads for head 0)
     max_weight_difference: float  # largest |recomputed - the model's| weight
     max_output_difference: float  # largest |recomputed weights . V - the layer's real output| number
+    largest_output: float  # largest |number| of the layer's real output, the scale of its rounding
+    number_format: str  # the format the layer ran in ("float32", "bfloat16", ...)
+    rounding_step: float  # that format's gap between 1 and the next number: its relative rounding
     top_weight: float  # a token's largest weight, averaged over tokens
     top_weight_unscaled: float  # the same without the 1/sqrt(d)
     future_share_unmasked: float  # without the causal mask: the share of attention a token would give later tokens
@@ -381,13 +386,14 @@ def recompute_head(capture: LayerAttention, head: int) -> HeadRecomputation:
     if not (is_whole_number(head) and 0 <= head <= capture.heads):
         raise ValueError(f"head must be a whole number from 0 to {capture.heads} (got {head!r}).")
     heads = range(1, capture.heads + 1) if head == 0 else [int(head)]
-    weights, weight_gaps, output_gaps, tops, tops_unscaled, future_shares = [], [], [], [], [], []
+    weights, weight_gaps, output_gaps, tops, tops_unscaled, future_shares, largest = [], [], [], [], [], [], []
     for h in heads:
         q, k, v = capture.queries[h - 1], capture.keys[capture.kv_head(h) - 1], capture.values[capture.kv_head(h) - 1]
         output, w = attention(q, k, v)
         weights.append(w)
         weight_gaps.append((w - capture.weights[h - 1]).abs().max().item())
         output_gaps.append((output - capture.head_outputs[h - 1]).abs().max().item())
+        largest.append(capture.head_outputs[h - 1].abs().max().item())
         tops.append(w.max(dim=-1).values.mean().item())
         tops_unscaled.append(attention(q, k, v, scaled=False)[1].max(dim=-1).values.mean().item())
         unmasked = attention(q, k, v, causal=False)[1]
@@ -398,6 +404,9 @@ def recompute_head(capture: LayerAttention, head: int) -> HeadRecomputation:
         weights=torch.stack(weights).mean(dim=0),
         max_weight_difference=max(weight_gaps),
         max_output_difference=max(output_gaps),
+        largest_output=max(largest),
+        number_format=str(capture.computed_in).removeprefix("torch."),
+        rounding_step=torch.finfo(capture.computed_in).eps,
         top_weight=sum(tops) / len(tops),
         top_weight_unscaled=sum(tops_unscaled) / len(tops_unscaled),
         future_share_unmasked=sum(future_shares) / len(future_shares),
