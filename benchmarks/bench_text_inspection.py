@@ -1,9 +1,9 @@
 """Inside the transformer: /attention and /perplexity through a launched app and their parts in-process (SmolLM2-135M),
-and streaming decode speed with the generation code before this feature and now, with attention captures between.
+and streaming decode speed alone and right after an attention capture.
 
-Where two things are compared (a plain forward pass and the capture; the old and the new generation code), they run
-in pairs, alternating which goes first, and the figure is the median of the pairs' ratios: on 2 shared cores the
-speed of the machine changes from one second to the next, and only runs side by side compare.
+Comparisons run side by side (a plain forward pass and the capture in alternating pairs; decoding alone, after a
+capture and alone again in triples) and the figure is the median of the ratios: on 2 shared cores the speed of the
+machine changes from one second to the next, and only runs side by side compare.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from __future__ import annotations
 import functools
 import os
 import statistics
-import subprocess
 import sys
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,28 +31,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "Write a short poem about the sea."  # the tab's default prompt
 PARAGRAPH = SAMPLE_TEXTS["The sea"].split("\n\n")[0]
 PAGE = SAMPLE_TEXTS["The sea"]
-# The last commit before issue 24 changed pipelines/text/generation.py (the prefix and the alternatives' ids).
-BASELINE_COMMIT = "67c7179"
-DECODE_TOKENS = 64
+DECODE_TOKENS = 48
+DECODE_TRIPLES = 7
 PAIRS = 5
-
-
-def baseline_generation_module() -> types.ModuleType | None:
-    """pipelines/text/generation.py as it was at BASELINE_COMMIT, imported under another name (None without git)."""
-    try:
-        source = subprocess.run(
-            ["git", "show", f"{BASELINE_COMMIT}:pipelines/text/generation.py"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    module = types.ModuleType("baseline_generation")
-    sys.modules[module.__name__] = module  # dataclasses look their module up while the class is made
-    exec(compile(source, "baseline_generation.py", "exec"), module.__dict__)  # noqa: S102 (this repo's own file)
-    return module
 
 
 def paired(first: Callable[[], float], second: Callable[[], float], pairs: int = PAIRS) -> tuple[float, float, float]:
@@ -152,36 +131,35 @@ def run() -> str:
             call = functools.partial(client.predict, text=text, api_name="/perplexity")
             rows.append((f"`/perplexity` through the app, {label} ({len(text):,} characters)", median_seconds(call)))
 
-    # Streaming decode: the generation code before this feature against now, with an attention capture (hooks
-    # registered and removed) before each run of the current code.
+    # Streaming decode alone, right after an attention capture (hooks registered, then removed), and alone again:
+    # the two "alone" runs of each triple show how much the machine's speed swings by itself.
     greedy = SamplingSettings(max_new_tokens=DECODE_TOKENS, temperature=0, repetition_penalty=1.0)
-    baseline = baseline_generation_module()
     ids = inspection.attention_input_ids(generator, PROMPT, answer)
-
-    def current_rate() -> float:
-        inspection.capture_attention(generator, ids, 2)
-        return decode_rate(generator, greedy)
-
     decode_rate(generator, SamplingSettings(max_new_tokens=8, temperature=0))  # warm-up
-    if baseline is not None:
-        old_generator = baseline.TextGenerator(generator.model, generator.tokenizer, "baseline")
-        old, new, ratio = paired(functools.partial(decode_rate, old_generator, greedy), current_rate)
-        decode = (
-            f"{new:.1f} tokens/s now, after an attention capture; {old:.1f} tokens/s with the code of "
-            f"{BASELINE_COMMIT}; now / before ×{ratio:.2f}"
+    triples = []
+    for _ in range(DECODE_TRIPLES):
+        alone = decode_rate(generator, greedy)
+        inspection.capture_attention(generator, ids, 2)
+        triples.append((alone, decode_rate(generator, greedy), decode_rate(generator, greedy)))
+    rows.append(
+        (
+            f"streamed greedy decode, {DECODE_TOKENS} tokens, {DECODE_TRIPLES} triples",
+            f"{statistics.median(t[0] for t in triples):.1f} tokens/s alone, "
+            f"{statistics.median(t[1] for t in triples):.1f} right after an attention capture, "
+            f"{statistics.median(t[2] for t in triples):.1f} alone again; after / alone "
+            f"×{statistics.median(t[1] / t[0] for t in triples):.2f}, alone again / alone "
+            f"×{statistics.median(t[2] / t[0] for t in triples):.2f} (the noise)",
         )
-    else:
-        decode = f"{statistics.median(current_rate() for _ in range(PAIRS)):.1f} tokens/s (no git: no baseline)"
-    rows.append((f"streamed greedy decode, {DECODE_TOKENS} tokens, {PAIRS} pairs", decode))
+    )
     load_after = os.getloadavg()[0]
     untouched = hook_count(generator.model) == 0 and generator.model.config._attn_implementation == "sdpa"
 
     lines = [
-        "## Inside the transformer: attention, perplexity (SmolLM2-135M-Instruct, float32)",
+        f"## Inside the transformer: attention, perplexity (SmolLM2-135M-Instruct, {generator.precisions[0]} weights)",
         "",
         "Through the app: a `gradio_client` call on a freshly launched app, after one warm-up, median of 5 (the "
         "attention call returns the JSON, two PNG heat-maps, the token view and the recompute panel). In-process: "
-        f"median of 5 after a warm-up; comparisons (×) are medians of {PAIRS} alternating pairs' ratios. The "
+        f"median of 5 after a warm-up; comparisons (×) are medians of side-by-side ratios. The "
         f"1-minute load average was {load_before:.1f} at the start and {load_after:.1f} at the end of this run "
         "(2 cores): absolute figures swing with it, so compare within a row.",
         "",
