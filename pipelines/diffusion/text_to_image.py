@@ -20,9 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import (
+    AutoPipelineForImage2Image,
+    AutoPipelineForInpainting,
     DDIMScheduler,
     DDPMScheduler,
     DiffusionPipeline,
@@ -40,7 +43,7 @@ from pipelines.core.health import expect_output
 from pipelines.core.imaging import tensor_to_pil
 from pipelines.core.limits import SEED
 from pipelines.core.weights import MINILM_PACK, ModelSourceError, pack_file, repo_weights, resolve_model_folder
-from pipelines.diffusion.options import DEFAULT_SCHEDULER, GUIDANCE, IMAGES, MAX_PROMPT_CHARS, STEPS
+from pipelines.diffusion.options import DEFAULT_SCHEDULER, GUIDANCE, IMAGES, MAX_PROMPT_CHARS, STEPS, STRENGTH
 
 WEIGHTS_NAME = "text-to-image"
 PATCH = 4  # 64x64x3 pixels <-> 16x16x48 patches
@@ -70,6 +73,29 @@ def patches_to_images(patches: torch.Tensor) -> torch.Tensor:
     """The inverse of `images_to_patches`; the patch size follows from the channel count (3·patch²)."""
     patch = round((patches.shape[1] / 3) ** 0.5)
     return F.pixel_shuffle(patches, patch)
+
+
+def denoising_steps(steps: int, strength: float) -> int:
+    """How many of `steps` an image-to-image run redoes at `strength` (diffusers' rule, so Hub pipelines agree)."""
+    return min(int(steps * strength), steps)
+
+
+def image_tensor(images, batch: int, device: torch.device, dtype: torch.dtype, mask: bool = False) -> torch.Tensor:
+    """PIL images (or a tensor) as a (batch, C, H, W) tensor: RGB in [-1, 1], or a mask of 0/1 (white = 1).
+
+    One image serves the whole batch; n images serve batch/n outputs each (num_images_per_prompt)."""
+    if isinstance(images, torch.Tensor):
+        tensor = images if images.dim() == 4 else images.unsqueeze(0)
+    else:
+        images = [images] if isinstance(images, Image.Image) else list(images)
+        if mask:
+            arrays = [np.asarray(i.convert("L"))[None] >= 128 for i in images]
+        else:
+            arrays = [np.asarray(i.convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1 for i in images]
+        tensor = torch.from_numpy(np.stack(arrays).astype(np.float32))
+    if batch % tensor.shape[0]:
+        raise ValueError(f"Got {tensor.shape[0]} images for {batch} outputs: give one, or one per prompt.")
+    return tensor.repeat_interleave(batch // tensor.shape[0], dim=0).to(device, dtype)
 
 
 def with_coordinates(patches: torch.Tensor) -> torch.Tensor:
@@ -228,7 +254,12 @@ class ShapesDiffusionPipeline(DiffusionPipeline):
         callback_on_step_end_tensor_inputs: list[str] = ("latents",),
         return_dict: bool = True,
         clamp_clean_estimate: bool = True,
+        image: Image.Image | list[Image.Image] | torch.Tensor | None = None,
+        strength: float = 1.0,
+        mask_image: Image.Image | list[Image.Image] | torch.Tensor | None = None,
     ):
+        """Text to image; with `image`, image-to-image from it noised to `strength` of the schedule; with
+        `image` and `mask_image` (white = repaint), inpainting (RePaint: the rest is re-imposed every step)."""
         device, dtype = self.unet.device, self.unet.dtype
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
@@ -247,16 +278,30 @@ class ShapesDiffusionPipeline(DiffusionPipeline):
 
         # 2. Start from pure noise. "Latents" here are the image's patches: (B, 48, 16, 16) for 4x4 patches.
         self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
         shape = (batch, self.unet.config.out_channels, self.unet.config.sample_size, self.unet.config.sample_size)
         latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        latents = latents * self.scheduler.init_noise_sigma
+        known = mask = None
+        if image is None:
+            latents = latents * self.scheduler.init_noise_sigma
+        else:  # or from the given image, noised to where the last `strength` of the schedule starts
+            start = (num_inference_steps - denoising_steps(num_inference_steps, strength)) * self.scheduler.order
+            timesteps = timesteps[start:]
+            if hasattr(self.scheduler, "set_begin_index"):  # multistep and sigma schedulers count their steps
+                self.scheduler.set_begin_index(start)
+            known = images_to_patches(image_tensor(image, batch, device, dtype))
+            latents = self.scheduler.add_noise(known, latents, timesteps[:1]) if len(timesteps) else known
+            if mask_image is not None:  # 1 where the image is repainted, per patch channel like the pixels
+                mask = images_to_patches(
+                    image_tensor(mask_image, batch, device, dtype, mask=True).expand_as(patches_to_images(known))
+                )
 
         # Stochastic samplers (DDPM) draw fresh noise each step: from this call's generator, never global state.
         accepts_generator = "generator" in inspect.signature(self.scheduler.step).parameters
         step_kwargs = {"generator": generator} if accepts_generator else {}
 
         # 3. Denoise: predict (the clean image, or the noise for epsilon models), step back along the reverse process.
-        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+        for i, t in enumerate(self.progress_bar(timesteps)):
             model_input = self.scheduler.scale_model_input(latents, t)
             doubled = torch.cat([model_input] * 2) if guided else model_input
             prediction = self.unet(unet_input(self.unet, doubled), t, **text).sample
@@ -269,6 +314,12 @@ class ShapesDiffusionPipeline(DiffusionPipeline):
                 prediction = prediction.clamp(-1, 1)
             pred_original_sample = predicted_clean_sample(self.scheduler, model_input, prediction, t)
             latents = self.scheduler.step(prediction, t, latents, **step_kwargs).prev_sample
+            if mask is not None:  # RePaint: outside the mask, the image noised to the step the loop reached
+                last = i + 1 == len(timesteps)
+                noise = None if last else randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+                reached = known if last else self.scheduler.add_noise(known, noise, timesteps[i + 1 : i + 2])
+                latents = mask * latents + (1 - mask) * reached
+                pred_original_sample = mask * pred_original_sample + (1 - mask) * known
             if callback_on_step_end is not None:
                 named = {"latents": latents, "pred_original_sample": pred_original_sample}
                 wanted = {k: named[k] for k in callback_on_step_end_tensor_inputs}
@@ -379,9 +430,13 @@ def generate(
     count: int = 1,
     on_step: Callable[[int, int], None] | None = None,
     max_seconds: float | None = None,
+    image: Image.Image | None = None,
+    mask: Image.Image | None = None,
+    strength: float = 1.0,
 ) -> Generation:
     """Run any text-to-image pipeline with a per-call seeded generator; same inputs, same images.
 
+    With `image`: image-to-image from it at `strength`; with `image` and `mask` (white = repaint): inpainting.
     A run still going after `max_seconds` stops at the end of its current step with a TimeoutError.
     """
     if getattr(pipeline, "runs_remotely", False):  # client mode: its deployment runs this function (pipelines/serving)
@@ -394,17 +449,25 @@ def generate(
     guidance_scale = GUIDANCE.check(guidance_scale, "Guidance scale")
     seed = SEED.check(seed, "Seed")
     count = IMAGES.check(count, "Number of images")
+    strength = STRENGTH.check(strength, "Strength")
     runner = with_scheduler(pipeline, scheduler_name)
     local = isinstance(runner, ShapesDiffusionPipeline)
-    shown = set(strip_steps(steps))
+    editing = {}
+    if image is not None:
+        editing = {"image": image, "strength": strength} | ({} if mask is None else {"mask_image": mask})
+        runner = runner if local else editing_pipeline(runner, inpainting=mask is not None)
+    total = steps if image is None else denoising_steps(steps, strength)  # the steps the loop runs
+    if total == 0:  # a strength too low for one step of this many: nothing is redone
+        return Generation(images=[image.copy() for _ in range(count)])
+    shown = set(strip_steps(total))
     result = Generation(images=[], strip_label="predicted clean image" if local else "current latents")
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
 
     def step_end(pipe, index, timestep, tensors):
         # Raising from the step callback ends any diffusers pipeline's loop, ours and the Hub's alike.
-        if deadline is not None and time.monotonic() > deadline and index + 1 < steps:
+        if deadline is not None and time.monotonic() > deadline and index + 1 < total:
             raise TimeoutError(
-                f"Stopped after {index + 1} of {steps} steps: one generation may take at most {max_seconds:g} s "
+                f"Stopped after {index + 1} of {total} steps: one generation may take at most {max_seconds:g} s "
                 f"on this machine. Use fewer steps or fewer images."
             )
         if index in shown:
@@ -414,7 +477,7 @@ def generate(
                 result.strip.append(_decode_hub_latents(pipe, tensors["latents"][:1]))
             result.steps_shown.append(index + 1)
         if on_step is not None:
-            on_step(index + 1, steps)
+            on_step(index + 1, total)
         return {}
 
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -427,11 +490,19 @@ def generate(
         generator=generator,
         callback_on_step_end=step_end,
         callback_on_step_end_tensor_inputs=["pred_original_sample"] if local else ["latents"],
+        **editing,
     )
     result.images = list(output.images)
     flagged = getattr(output, "nsfw_content_detected", None) or []  # None where no checker ran
     result.withheld = [index for index, is_flagged in enumerate(flagged, start=1) if is_flagged]
     return result
+
+
+def editing_pipeline(pipeline: DiffusionPipeline, inpainting: bool) -> DiffusionPipeline:
+    """A Hub pipeline's image-to-image or inpainting twin, sharing its networks (diffusers' `from_pipe`)."""
+    twin = (AutoPipelineForInpainting if inpainting else AutoPipelineForImage2Image).from_pipe(pipeline)
+    twin.set_progress_bar_config(disable=True)
+    return twin
 
 
 def _decode_hub_latents(pipeline: DiffusionPipeline, latents: torch.Tensor) -> Image.Image:
