@@ -20,6 +20,7 @@ import torch
 SECTIONS = [
     "benchmarks.bench_app",
     "benchmarks.bench_text_to_image",
+    "benchmarks.bench_diffusion_lab",
     "benchmarks.bench_gan",
     "benchmarks.bench_vae",
     "benchmarks.bench_text",

@@ -77,6 +77,16 @@ def use_text_to_image(page: Page) -> str:
     return "#t2i-gallery"
 
 
+def use_diffusion_lab(page: Page) -> str:
+    open_tab(page, "Diffusion lab")
+    page.locator("#lab-image img").first.wait_for(timeout=RESULT_TIMEOUT_MS)  # the starting picture
+    press(page, page.locator("#lab-forward-run"))
+    wait_for_images(page, "#lab-forward-strip", 8)
+    wait_for_images(page, "#lab-schedule", 1)
+    expect(page.locator("#lab-forward-note")).to_contain_text("t = 500")
+    return "#lab-forward-strip"
+
+
 def use_gan_faces(page: Page) -> str:
     open_tab(page, "GAN Faces")
     press(page, page.get_by_role("button", name="Sample faces"))
@@ -140,6 +150,7 @@ def use_evaluation(page: Page) -> str:
 
 TABS: list[tuple[str, Callable[[Page], str]]] = [
     ("text-to-image", use_text_to_image),
+    ("diffusion-lab", use_diffusion_lab),
     ("gan-faces", use_gan_faces),
     ("vae-interpolation", use_vae_interpolation),
     ("text-generation", use_text_generation),
