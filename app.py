@@ -8,8 +8,9 @@ import gradio as gr
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-import demos.warmup_notice as warmup_notice
 import demos.diffusion_lab as diffusion_lab
+import demos.training as training
+import demos.warmup_notice as warmup_notice
 from demos import common, evaluation, faults, gan_faces, text_generation, text_to_image, vae_interpolation, validation
 from pipelines.core import warmup, zerogpu
 from pipelines.core.health import check_health
@@ -34,7 +35,7 @@ APP_CSS = """
 """
 
 # Tab order follows the product card; each module builds its own tab (the interface: demos/common.py).
-TAB_MODULES = [text_to_image, diffusion_lab, gan_faces, vae_interpolation, text_generation, evaluation]
+TAB_MODULES = [text_to_image, diffusion_lab, gan_faces, vae_interpolation, text_generation, training, evaluation]
 
 INTRO = """
 # GenAI Playground

@@ -10,7 +10,7 @@ import math
 import gradio as gr
 import numpy as np
 
-from demos import common, validation
+from demos import common, training, validation
 from pipelines.core import registry, warmup
 from pipelines.core.device import select_device
 from pipelines.text import inspection
@@ -868,9 +868,11 @@ def build() -> None:
 
     with gr.Tab("Side by side"):
         gr.Markdown(
-            "The same prompt continued by the n-gram model (with the corpus and n of its tab) and by the "
-            "transformer (with the settings of its tab, in Completion mode so both simply continue the text). "
-            "The n-gram model can only stitch together pieces of its corpus; the transformer writes new sentences."
+            "The same prompt continued three ways: **counting → memory → attention**. The n-gram model (with the "
+            "corpus and n of its tab) only stitches together pieces of its corpus; a character-level LSTM, trained "
+            "here on the same corpus (as in the Training tab, on the first Compare), carries a memory of what it "
+            "read and spells new words one character at a time; the transformer (with the settings of its tab, in "
+            "Completion mode) attends to every earlier token and writes new sentences."
         )
         compare_prompt = gr.Textbox(label="Prompt", value="At night the sea")
         with gr.Row():
@@ -878,6 +880,7 @@ def build() -> None:
             compare_stop = gr.Button("Stop", variant="stop")
         with gr.Row():
             compare_ngram = gr.Textbox(label="n-gram model", lines=8, interactive=False)
+            compare_char = gr.Textbox(label="Character LSTM", lines=8, interactive=False, elem_id="compare-char")
             compare_transformer = gr.Textbox(label="Transformer", lines=8, interactive=False)
 
     transformer_controls = [max_new_tokens, temperature, top_p, seed, top_k, repetition_penalty, mode, model]
@@ -966,6 +969,14 @@ def build() -> None:
         **CONCURRENCY,
     )
     compare_stop.click(None, cancels=[compare_event], api_visibility="private")
+    compare_char_event = compare_button.click(
+        training.continue_with_char_model,
+        [compare_prompt, corpus, max_new_tokens, temperature, seed],
+        compare_char,
+        api_name="compare_char_model",
+        **training.CHAR_EVENTS,
+    )
+    compare_stop.click(None, cancels=[compare_char_event], api_visibility="private")
 
     perplexity_sample.change(use_sample, perplexity_sample, perplexity_corpus, api_visibility="private")
     perplexity_button.click(

@@ -148,6 +148,16 @@ def use_evaluation(page: Page) -> str:
     return "#evaluation-families"
 
 
+def use_training(page: Page) -> str:
+    open_tab(page, "Training")
+    page.get_by_role("tab", name="GAN", exact=True).filter(visible=True).first.click()
+    page.locator("#gan-steps").get_by_role("spinbutton").fill("200")
+    press(page, page.locator("#gan-train"))
+    expect(page.locator("#gan-status")).to_contain_text("Done", timeout=RESULT_TIMEOUT_MS)
+    wait_for_images(page, "#gan-points", 1)
+    return "#gan-points"
+
+
 TABS: list[tuple[str, Callable[[Page], str]]] = [
     ("text-to-image", use_text_to_image),
     ("diffusion-lab", use_diffusion_lab),
@@ -155,6 +165,7 @@ TABS: list[tuple[str, Callable[[Page], str]]] = [
     ("vae-interpolation", use_vae_interpolation),
     ("text-generation", use_text_generation),
     ("text-inspection", use_text_inspection),
+    ("training", use_training),
     ("evaluate", use_evaluation),
 ]
 
