@@ -108,19 +108,19 @@ def test_health_names_models_still_warming(monkeypatch):
 def test_the_page_is_up_before_warmup_ends_and_healthz_follows_it(tmp_path):
     """A fresh cache (the text model's file not converted yet), as on a Space that just woke up."""
     with launched_app([sys.executable, "app.py"], tmp_path / "app.log", GENAI_PLAYGROUND_CACHE=str(tmp_path)) as url:
-        status, first = get_json(f"{url}/healthz")  # the page answers now; warm-up starts right after
+        status, first = get_json(f"{url}healthz")  # the page answers now; warm-up starts right after
         for _ in range(50):
             if first["warmup"]["state"] != "off":
                 break
             time.sleep(0.2)
-            status, first = get_json(f"{url}/healthz")
+            status, first = get_json(f"{url}healthz")
         assert first["warmup"]["state"] == "running"
         assert first["models"]["smollm2-135m"]["state"] in ("not loaded", "ok")
         deadline = time.monotonic() + 900
         body = first
         while body["warmup"]["state"] == "running" and time.monotonic() < deadline:
             time.sleep(2)
-            status, body = get_json(f"{url}/healthz")
+            status, body = get_json(f"{url}healthz")
         warmed = body["warmup"]["models"]
         assert body["warmup"]["state"] == "done"
         builtin = [spec.id for spec in registry.MODELS.builtin_specs() if spec.needs_loading and not spec.remote]
