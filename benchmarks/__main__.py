@@ -25,6 +25,7 @@ SECTIONS = [
     "benchmarks.bench_vae",
     "benchmarks.bench_text",
     "benchmarks.bench_text_inspection",
+    "benchmarks.bench_training",
     "benchmarks.bench_evaluation",
     "benchmarks.bench_faults",
     "benchmarks.loadtest",

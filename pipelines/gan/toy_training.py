@@ -221,11 +221,11 @@ class GANSnapshot:
             "seed": self.settings.seed,
             "seconds": round(self.seconds, 2),
             "stopped_early": self.stopped_early,
-            "samples": np.round(self.fake_points, 4).tolist(),
+            "samples": np.round(self.fake_points.astype(np.float64), 4).tolist(),
             "history": [asdict(record) for record in self.history],
         }
         if self.settings.dataset == "diagonals":
-            result["images"] = np.round(self.fake, 4).tolist()  # the four pixels behind each [x, y]
+            result["images"] = np.round(self.fake.astype(np.float64), 4).tolist()  # the four pixels behind each [x, y]
         if self.coverage is not None:
             result["coverage"] = asdict(self.coverage)
         return result

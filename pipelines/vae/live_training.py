@@ -86,7 +86,7 @@ class VAESnapshot:
             "stopped_early": self.stopped_early,
             "history": [asdict(record) for record in self.history],
             "held_out": {"reconstruction": self.held_out_reconstruction, "kl": self.held_out_kl},
-            "latent_means": np.round(self.latent_means, 4).tolist(),
+            "latent_means": np.round(self.latent_means.astype(np.float64), 4).tolist(),
             "labels": self.labels.tolist(),
         }
 
