@@ -38,7 +38,7 @@ def fresh_decoder(tiny: TextGenerator, precision: str, **kwargs) -> BatchedDecod
     """A decoder of its own over the variant's model, so batch sizes and step counts belong to this test."""
     variant = tiny.variant(precision)
     runner = make_runner(variant.model, 8, matmul_rows(precision, "cpu"))
-    return BatchedDecoder(runner, set(), kwargs.pop("kv_budget_bytes", 1 << 30), one_thread=True, **kwargs)
+    return BatchedDecoder(runner, set(), kwargs.pop("kv_budget_bytes", 1 << 30), threads=1, **kwargs)
 
 
 def run_alone(decoder: BatchedDecoder, prompt: list[int], sampling: Sampling, tokens: int) -> list[int]:
@@ -64,7 +64,7 @@ def test_a_batch_gives_each_request_the_text_it_gets_alone(tiny, precision):
 def test_padded_rows_keep_each_request_its_numbers(tiny):
     """The accelerators' policy (matrix products always padded to the batch size) checked here on a CPU."""
     model = tiny.variant("float32").model
-    decoder = BatchedDecoder(LlamaRunner(model, 8, rows=8), set(), 1 << 30, one_thread=True)
+    decoder = BatchedDecoder(LlamaRunner(model, 8, rows=8), set(), 1 << 30, threads=1)
     alone = [run_alone(decoder, prompt, GREEDY, 30) for prompt in prompts(tiny, 4)]
     requests = [decoder.submit(DecodeRequest(prompt, 30, GREEDY)) for prompt in prompts(tiny, 4)]
     for request in requests:
@@ -198,7 +198,7 @@ def test_the_lean_forward_pass_matches_transformers(tiny):
         expected = model(input_ids=torch.tensor([ids])).logits[0].float()
         greedy = model.generate(torch.tensor([ids[:5]]), max_new_tokens=20, do_sample=False, pad_token_id=2)
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
-    decoder = BatchedDecoder(LlamaRunner(model, 8, rows=1), set(), 1 << 30, one_thread=True)
+    decoder = BatchedDecoder(LlamaRunner(model, 8, rows=1), set(), 1 << 30, threads=1)
     assert run_alone(decoder, ids[:5], GREEDY, 20) == greedy[0, 5:].tolist()
 
 
@@ -210,7 +210,7 @@ def test_other_architectures_run_through_transformers_in_the_same_loop(tmp_path)
     model = GPT2LMHeadModel(config).eval()
     runner = make_runner(model, 8)
     assert isinstance(runner, TransformersRunner)
-    decoder = BatchedDecoder(runner, set(), 1 << 30, one_thread=True)
+    decoder = BatchedDecoder(runner, set(), 1 << 30, threads=1)
     with torch.inference_mode():
         expected = model.generate(torch.tensor([[5, 6, 7]]), max_new_tokens=15, do_sample=False, pad_token_id=0)
     requests = [decoder.submit(DecodeRequest([5, 6, 7], 15, GREEDY)) for _ in range(3)]
@@ -252,6 +252,14 @@ def test_fused_layers_compute_their_parts_and_the_parts_still_work(bits, rows):
         torch.testing.assert_close(part(x), before, atol=0, rtol=0)
     shares = hasattr(fused, "packed") and parts[0].packed.data_ptr() == fused.packed.data_ptr()
     assert shares == (bits == 8 or all(n % 64 == 0 for n in rows))  # int4 rows are packed in blocks of 64
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_each_precision_stores_its_own_bit_width(tiny, bits):
+    quantized = quantize_model(tiny.loaded_model, bits)
+    layers = [m for m in quantized.modules() if isinstance(m, QuantizedLinear) and m is not quantized.lm_head]
+    assert layers and {layer.bits for layer in layers} == {bits}
+    assert quantized.lm_head.bits == 8  # the tied head and embedding stay 8-bit in both
 
 
 def test_quantizing_leaves_the_float_model_untouched(tiny):

@@ -161,13 +161,15 @@ def make_runner(model: torch.nn.Module, max_batch: int, rows: int | None = None)
 class BatchedDecoder:
     """Serves `submit()`ted requests from one thread, in a shared batch of at most `max_batch` requests."""
 
-    def __init__(self, runner, end_ids: set[int], kv_budget_bytes: int, one_thread: bool = False):
+    def __init__(self, runner, end_ids: set[int], kv_budget_bytes: int, threads: int | None = None):
         self.runner = runner
         self.end_ids = set(end_ids)
         self.kv_budget_bytes = kv_budget_bytes
-        # torch's threads wait for each other at every operation: for a small model that costs more than it
-        # gives, and far more when other work holds the cores.
-        self.one_thread = one_thread
+        # CPU threads for the model's operations (None: torch's default). torch's threads wait for each other at
+        # every operation: for a small model that costs more than it gives, and far more when other work holds
+        # the cores. Read at every turn, so it can change while the loop runs.
+        self.threads = threads
+        self.default_threads = torch.get_num_threads()  # the process's count, read in the thread that made us
         self._reset()
         self.steps = 0  # decode steps run so far
         self.largest_batch = 0  # most requests decoded in one step (tests, benchmarks)
@@ -208,12 +210,12 @@ class BatchedDecoder:
     # ------------------------------------------------------------------ the loop
 
     def _serve(self) -> None:
-        if self.one_thread:
-            _one_openmp_thread_here()
-        self._loop()
-
-    def _loop(self) -> None:
+        applied = None
         while True:
+            wanted = self.threads or self.default_threads
+            if wanted != applied:
+                _set_openmp_threads_here(wanted)
+                applied = wanted
             with self._condition:
                 if not (self._waiting or self._prefilling or self._decoding):
                     self.runner.release_memory()
@@ -412,10 +414,9 @@ class IncrementalText:
         return after[len(before) :]
 
 
-def _one_openmp_thread_here() -> None:
-    """torch runs this thread's operations on one core (OpenMP's setting is per thread; torch.set_num_threads
+def _set_openmp_threads_here(count: int) -> None:
+    """torch runs this thread's operations on `count` cores (OpenMP's setting is per thread; torch.set_num_threads
     would change every thread's). A no-op where torch has no OpenMP runtime."""
     library = ctypes.CDLL(None)
     if hasattr(library, "omp_set_num_threads"):
-        torch.get_num_threads()  # torch sets each thread's count on first use: let it first, so ours stays
-        library.omp_set_num_threads(1)
+        library.omp_set_num_threads(count)

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TOP_ALTERNATIVES = 5
-SMALL_MODEL_PARAMETERS = 10_000_000  # below this a CPU decodes on one thread (BatchedDecoder's one_thread)
+SMALL_MODEL_PARAMETERS = 10_000_000  # below this a CPU decodes on one thread (BatchedDecoder.threads)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,4 +388,5 @@ class ModelVariant:
         end_ids = set(end if isinstance(end, list) else [] if end is None else [end])
         budget = KV_CACHE_BYTES.get(device_type, 1 << 30)
         small = sum(parameter.numel() for parameter in generator.loaded_model.parameters()) < SMALL_MODEL_PARAMETERS
-        return cls(precision, model, BatchedDecoder(runner, end_ids, budget, one_thread=small and device_type == "cpu"))
+        threads = 1 if small and device_type == "cpu" else None
+        return cls(precision, model, BatchedDecoder(runner, end_ids, budget, threads=threads))

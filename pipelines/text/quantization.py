@@ -124,7 +124,7 @@ def quantize_model(model: nn.Module, bits: int) -> nn.Module:
     for parent in list(quantized.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear):
-                child_bits = 8 if child is head or not (bits == 8 or int4_fits(child)) else 4
+                child_bits = 8 if child is head or bits == 8 or not int4_fits(child) else 4
                 setattr(parent, name, QuantizedLinear(child, child_bits, keep_dense=child is not head))
     new_head = quantized.get_output_embeddings()
     if tied:
