@@ -107,3 +107,10 @@ test-cluster: setup-cluster
 # The load test against the app in client mode with the models on a local Ray; writes its BENCHMARKS.md section.
 loadtest-cluster: setup-cluster
 	$(PY) -m benchmarks benchmarks.loadtest_cluster
+
+# A few minutes: the Diffusion lab's inpainting and cross-attention measures, written to
+# weights/text-to-image/lab.json and the model card's "Diffusion lab" section (rerun it after retraining: the
+# training script rewrites the card). One torch thread: on a shared 2-core machine two were far slower.
+evaluate-lab: setup
+	$(PY) -m training.evaluate_lab --resample-study 2 --threads 1
+.PHONY: evaluate-lab

@@ -284,11 +284,19 @@ def mask_from_picks(editor, cells, image):
 
 
 def preview_mask(image, mask):
-    """An uploaded mask over the input picture (when the sizes match)."""
+    """An uploaded mask over the input picture (when the sizes match); from now on the mask is the upload."""
     if not image or not mask:
-        return None
+        return None, "upload"
     picture, mask_picture = open_upload(image, "The input picture"), open_upload(mask, "The mask")
-    return mask_overlay(picture, mask_picture) if picture.size == mask_picture.size else None
+    return (mask_overlay(picture, mask_picture) if picture.size == mask_picture.size else None), "upload"
+
+
+def current_mask(editor, cells, image, source, mask):
+    """The mask an Inpaint click should use: the upload, or the strokes and cells as they are now (their own
+    update may still be on its way when the button is pressed)."""
+    if source == "upload":
+        return gr.update(), gr.update()
+    return mask_from_picks(editor, cells, image)
 
 
 def editor_background(image):
@@ -561,6 +569,7 @@ def build() -> None:
                                 label="Result", format="png", height=256, elem_id="lab-inpaint-result"
                             )
                             inpaint_use = gr.Button("Use the result as the input picture", size="sm")
+                    mask_source = gr.State("picks")  # "picks" (strokes and cells) or "upload"
                     inpaint_strip = gr.Gallery(
                         label="The input and its mask, then the model's guess of the finished picture at each step",
                         columns=7,
@@ -617,8 +626,8 @@ def build() -> None:
         [mask, preview],
         api_visibility="private",
         trigger_mode="always_last",
-    )
-    mask.upload(preview_mask, [image, mask], preview, api_visibility="private", preprocess=False)
+    ).then(lambda: "picks", None, mask_source, api_visibility="private")
+    mask.upload(preview_mask, [image, mask], [preview, mask_source], api_visibility="private", preprocess=False)
 
     # Gradio's preprocessing would open uploads itself and fail on a corrupt file with a bare "Error"; with it
     # off the handlers open them (open_upload) and say what was wrong, and check every other value too.
@@ -648,6 +657,8 @@ def build() -> None:
         **CONCURRENCY,
     )
     inpaint_button.click(
+        current_mask, [editor, cells, image, mask_source, mask], [mask, preview], api_visibility="private"
+    ).then(
         inpaint,
         [image, mask, inpaint_prompt, inpaint_seed, inpaint_steps, inpaint_guidance, model],
         [inpaint_result, inpaint_strip, inpaint_note],

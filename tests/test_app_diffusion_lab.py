@@ -146,3 +146,24 @@ def test_bad_input_is_refused_with_the_limit_named_and_the_app_keeps_serving(
         client.predict(**arguments, api_name=api_name)
     noisy, *_ = client.predict(image=files["scene"], timestep=0, api_name="/forward_noise")
     assert np.array_equal(model_pixels(noisy), np.asarray(SCENE, dtype=np.int16))
+
+
+def test_a_picture_or_mask_that_names_a_server_file_is_refused(app_url, tmp_path):
+    """The lab's endpoints open their files themselves (preprocess=False): only uploads may be read."""
+    from tests.test_security import call_endpoint, upload
+
+    def file_data(path: str) -> dict:
+        return {"path": path, "meta": {"_type": "gradio.FileData"}}
+
+    scene, mask = tmp_path / "private.png", tmp_path / "mask.png"
+    SCENE.save(scene)
+    cell_mask(["right"]).save(mask)
+    event, data = call_endpoint(app_url, "forward_noise", [file_data(str(scene)), 0, "", 1, "shapes-world"])
+    assert event == "error", data[:300]
+    uploaded = file_data(upload(app_url, "scene.png", scene.read_bytes())[0])
+    settings = ["a red square", 1, 2, 5.0, "shapes-world"]
+    event, data = call_endpoint(app_url, "inpaint", [uploaded, file_data(str(mask)), *settings])
+    assert event == "error", data[:300]
+    uploaded_mask = file_data(upload(app_url, "mask.png", mask.read_bytes())[0])
+    event, data = call_endpoint(app_url, "inpaint", [uploaded, uploaded_mask, *settings])
+    assert event == "complete", data[:300]  # the refusal was about the paths

@@ -96,24 +96,28 @@ def test_inpainting_with_a_painted_stroke_and_with_grid_cells(page):
     press(page, page.locator("#lab-inpaint-run"))
     expect(page.locator(ERROR_TOASTS).first).to_contain_text("The mask is missing", timeout=30_000)
 
-    # Paint a stroke across the top of the picture with the brush.
+    # Paint over the right-hand side of the picture with the brush, in three strokes.
     canvas = page.locator("#lab-editor canvas").first
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
-    y = box["y"] + box["height"] * 0.25
-    page.mouse.move(box["x"] + box["width"] * 0.35, y)
-    page.mouse.down()
-    for step in range(1, 11):
-        page.mouse.move(box["x"] + box["width"] * (0.35 + 0.03 * step), y)
-    page.mouse.up()
+    for row in (0.42, 0.5, 0.58):
+        y = box["y"] + box["height"] * row
+        page.mouse.move(box["x"] + box["width"] * 0.52, y)
+        page.mouse.down()
+        for step in range(1, 9):
+            page.mouse.move(box["x"] + box["width"] * (0.52 + 0.02 * step), y)
+        page.mouse.up()
     wait_for_images(page, "#lab-mask-preview", 1)
 
-    page.locator("#lab-cells").get_by_label("bottom right", exact=True).check()
+    # A cell picked just before the click is part of the mask the click uses.
+    page.locator("#lab-cells").get_by_label("top", exact=True).check()
     set_steps(page, "inpaint", 8)
     press(page, page.locator("#lab-inpaint-run"))
     wait_for_images(page, "#lab-inpaint-result", 1)
     expect(page.locator("#lab-inpaint-note")).to_contain_text("Repainted", timeout=RESULT_TIMEOUT_MS)
     wait_for_images(page, "#lab-inpaint-strip", 3)
+    note = page.locator("#lab-inpaint-note").inner_text()
+    assert int(note.split("Repainted ")[1].split("%")[0]) > 25, note  # the top cell (25%) and the strokes
     page.screenshot(path=SCREENSHOT_DIR / "diffusion-lab-inpainting.png", full_page=True)
 
 
