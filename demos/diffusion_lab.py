@@ -59,7 +59,8 @@ HOW_IT_WORKS = """
   the input noised to the step the loop has reached (the forward process again), so the model sees a
   consistent x_t everywhere and fills the white part of the mask to match both the prompt and the rest of
   the picture. At the last step the known part is the input itself, so outside the mask nothing changes.
-  (Resampling jumps, going back and forth a few steps, did not help this model: see docs/diffusion-lab.md.)
+  (Resampling jumps, going back and forth a step to let the two parts agree, were not worth twice the time
+  here: see docs/diffusion-lab.md.)
 - **Cross-attention maps.** The UNet reads the prompt through cross-attention: every position of its grid
   asks every token "how much do you matter here?" (softmax of query·key / √d). Averaged over the heads and
   the denoising steps of one generation, a word's map shows where in the picture the model looked at that
@@ -148,6 +149,11 @@ def _component(elem_id: str):
 # 1. Forward process
 
 
+def _share(value: float) -> str:
+    """0.702, or 4.9e-05 where three decimals would say 0."""
+    return f"{value:.3f}" if value == 0 or value >= 0.001 else f"{value:.1e}"
+
+
 def forward_noise(image, timestep=TIMESTEP.default, prompt="", seed=42, model=BUILTIN_MODEL):
     """x_t for the input at step t, the one-step estimates of x₀, a strip of x_t for several t, the schedule."""
     timestep = validation.in_range(timestep, TIMESTEP, "Timestep")
@@ -166,8 +172,8 @@ def forward_noise(image, timestep=TIMESTEP.default, prompt="", seed=42, model=BU
         "schedule": result.schedule,
     }
     note = (
-        f"**t = {timestep}:** x_t = **{result.signal_kept:.3f}** · x₀ + **{result.noise_level:.3f}** · ε "
-        f"(ᾱ_t = {result.alpha_bar:.4f}). "
+        f"**t = {timestep}:** x_t = **{_share(result.signal_kept)}** · x₀ + **{_share(result.noise_level)}** · ε "
+        f"(ᾱ_t = {_share(result.alpha_bar)}). "
         + ("The clean picture itself." if timestep == 0 else "Same seed, same noise ε.")
     )
     return _result(result.noisy), estimates, strip, lab.schedule_plot(result), numbers, note

@@ -116,8 +116,8 @@ def test_the_forward_process_follows_the_training_schedule_and_the_seed(tiny):
 def test_the_one_step_estimates_come_with_and_without_the_prompt_and_the_plot_is_drawn(tiny):
     without = lab.forward_process(tiny, SCENE, 700, "", seed=1)
     both = lab.forward_process(tiny, SCENE, 700, "a blue square", seed=1)
-    assert [label for label, _ in without.estimates] == ["without a prompt"]
-    assert [label for label, _ in both.estimates] == ["without a prompt", "with the prompt"]
+    assert [label for label, _ in without.estimates] == ["no prompt"]
+    assert [label for label, _ in both.estimates] == ["no prompt", "with prompt"]
     assert np.array_equal(pixels(both.estimates[0][1]), pixels(without.estimates[0][1]))
     assert pixel_difference(both.estimates[0][1], both.estimates[1][1]) > 0  # the prompt changes the guess
     plot = lab.schedule_plot(both)

@@ -136,7 +136,7 @@ def forward_process(
 
     prompts = [""] + ([prompt] if prompt.strip() else [])
     estimates = space.clean_estimates(scheduler, noisy, timestep, prompts)
-    labels = ["without a prompt"] + (["with the prompt"] if prompt.strip() else [])
+    labels = ["no prompt"] + (["with prompt"] if prompt.strip() else [])
     strip = [(t, space.decode(add_noise(scheduler, clean, noise, t))) for t in FORWARD_STRIP_TIMESTEPS]
     curve = alpha_bars(scheduler)
     return ForwardProcess(
