@@ -114,3 +114,9 @@ loadtest-cluster: setup-cluster
 evaluate-lab: setup
 	$(PY) -m training.evaluate_lab --resample-study 2 --threads 1
 .PHONY: evaluate-lab
+
+# The Evaluate tab's shipped plots and tables (weights/evaluation/): about 100 minutes on 2 busy CPU cores.
+# `python -m training.precompute_evaluation --plots-only` redraws the plots from the measured JSON files.
+precompute-evaluation: setup
+	$(PY) -m training.precompute_evaluation
+.PHONY: precompute-evaluation

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from functools import partial
@@ -31,6 +32,7 @@ def _once(function) -> float:
 def run() -> str:
     from tools.convert_fid_inception import convert
 
+    load_before = os.getloadavg()[0]  # other processes on the cores stretch every figure below
     with tempfile.TemporaryDirectory() as folder:
         conversion = _once(partial(convert, Path(folder) / "fid-inception"))  # the pack's wheel is cached already
         loading = median_seconds(partial(inception.load_fid_inception, Path(folder) / "fid-inception"), repeats=3)
@@ -78,7 +80,8 @@ def run() -> str:
             "",
             f"Device: {select_device().label}. The FID Inception reads 299×299 images whatever their size, so an image "
             "costs the same from a 64×64 face or a photo; a study's time is mostly that, plus generating the images "
-            "(text-to-image studies: the denoising steps, see the Text → Image section).",
+            "(text-to-image studies: the denoising steps, see the Text → Image section). Load average when the "
+            f"section started: {load_before:.1f}, at its end: {os.getloadavg()[0]:.1f} (2 cores).",
             "",
             "| what | figure |",
             "| --- | --- |",

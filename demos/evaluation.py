@@ -14,7 +14,13 @@ from demos.outputs import output_folder
 from demos.vae_interpolation import open_upload
 from pipelines.core import registry
 from pipelines.core.imaging import save_png
-from pipelines.evaluation.options import LIVE_STUDY_IMAGES, MAX_LINES, NEIGHBOURS, UPLOADED_IMAGES
+from pipelines.evaluation.options import (
+    LIVE_STUDY_IMAGES,
+    LIVE_TEXT_TO_IMAGE_IMAGES,
+    MAX_LINES,
+    NEIGHBOURS,
+    UPLOADED_IMAGES,
+)
 
 TAB_TITLE = "Evaluate"
 TAB_ID = "evaluate"
@@ -125,6 +131,11 @@ def show_study(study="gan-truncation"):
     return _study_outputs(result, plots, "Precomputed by training/precompute_evaluation.py")
 
 
+def live_size(study):
+    """Where the images slider starts for a study: text-to-image studies denoise every image, so fewer."""
+    return LIVE_TEXT_TO_IMAGE_IMAGES if str(study).startswith("text-to-image") else LIVE_STUDY_IMAGES.default
+
+
 def run_evaluation_study(study="gan-truncation", images=LIVE_STUDY_IMAGES.default, seed=0, progress=gr.Progress()):
     """Run a study now with few images a set: every image is generated, then measured by the FID Inception."""
     from pipelines.evaluation.plots import save_figures, study_figures
@@ -193,7 +204,7 @@ def describe_fid(result):
 
 
 def example_sets():
-    """Two sets to try /fid with: untruncated GAN faces (A) and faces at truncation 0.5 (B)."""
+    """Two sets to try /fid with: untruncated GAN faces (A) and faces at truncation 1 (B)."""
     from pipelines.evaluation.studies import gan_faces as draw_faces
     from pipelines.evaluation.studies import untruncated_latents
     from pipelines.gan.faces import truncated_latents
@@ -202,7 +213,7 @@ def example_sets():
     sets = []
     for name, latents in (
         ("untruncated", untruncated_latents(0, EXAMPLE_FACES)),
-        ("truncation-0.5", truncated_latents(1, EXAMPLE_FACES, 0.5)),
+        ("truncation-1", truncated_latents(1, EXAMPLE_FACES, 1.0)),
     ):
         faces = draw_faces(latents)
         sets.append([str(save_png(face, folder / f"{name}-{i:02d}.png")) for i, face in enumerate(faces, start=1)])
@@ -466,7 +477,8 @@ def build() -> None:
                     f"Upload set **A** (the reference, e.g. real images) and set **B** (e.g. generated ones): "
                     f"{int(UPLOADED_IMAGES.low)} to {int(UPLOADED_IMAGES.high)} images a set, each at most "
                     f"{validation.MAX_UPLOAD_MB} MB and {validation.MAX_UPLOAD_MEGAPIXELS} megapixels. Or fill both "
-                    f"with {EXAMPLE_FACES} GAN faces: untruncated (A) and at truncation 0.5 (B)."
+                    f"with {EXAMPLE_FACES} GAN faces: untruncated (A) and at truncation 1 (B: typical faces, less "
+                    "variety)."
                 )
                 with gr.Row():
                     images_a = gr.File(
@@ -562,6 +574,7 @@ def build() -> None:
     # The shipped results show when the page loads (and a study's when it is picked): reading files, no model.
     study_outputs = [fid_plot, precision_recall_plot, study_summary, study_table, study_json]
     gr.on(None, show_study, study, study_outputs, api_visibility="private")
+    study.change(live_size, study, images, api_visibility="private", queue=False)
     run_button.click(
         run_evaluation_study, [study, images, seed], study_outputs, api_name="evaluation_study", **CONCURRENCY
     )

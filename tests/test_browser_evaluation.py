@@ -33,7 +33,7 @@ def test_fid_of_the_example_faces(page):
     press(page, page.get_by_role("button", name="Fill with example faces"))
     # The sets must have arrived before Compute reads them (the GAN's first use loads it).
     expect(page.locator("#evaluation-set-a").get_by_text("untruncated-24")).to_be_attached(timeout=RESULT_TIMEOUT_MS)
-    expect(page.locator("#evaluation-set-b").get_by_text("truncation-0.5-24")).to_be_attached()
+    expect(page.locator("#evaluation-set-b").get_by_text("truncation-1-24")).to_be_attached()
     press(page, page.locator("#evaluation-fid"))
     summary = page.locator("#evaluation-fid-summary")
     expect(summary).to_contain_text("FID", timeout=RESULT_TIMEOUT_MS)

@@ -123,7 +123,11 @@ def write_card(output: Path) -> None:
             f"scored | {sentences} sentences | 0 | {data['measured']} | {data['seconds'] / 60:.1f} |"
         )
     measured_on = {json.loads(p.read_text()).get("machine") for p in output.glob("*.json")} - {None}
-    lines += ["", f"Machine: {'; '.join(sorted(measured_on))}."]
+    lines += [
+        "",
+        f"Machine: {'; '.join(sorted(measured_on))}. Minutes are wall-clock time on a machine that other work "
+        "shared; BENCHMARKS.md has the costs measured on their own.",
+    ]
     (output / "README.md").write_text("\n".join(lines) + "\n")
 
 
@@ -158,6 +162,7 @@ def main() -> None:
     args.output.mkdir(parents=True, exist_ok=True)
     if args.plots_only:
         redraw_plots(args.output)
+        write_card(args.output)
         return
     started = time.perf_counter()
     print(f"Precomputing {', '.join(args.only)} on {describe_machine()}", flush=True)

@@ -15,6 +15,7 @@ BIAS_WARNING_BELOW = 1000  # FID's bias grows as sets shrink; published FIDs use
 # generated and measured while you wait); the plots it ships (training/precompute_evaluation.py) use more.
 STUDY_IMAGES = Range(NEIGHBOURS + 1, 2000, 200)
 LIVE_STUDY_IMAGES = Range(8, 64, 24)
+LIVE_TEXT_TO_IMAGE_IMAGES = 8  # the slider's start for text-to-image studies: each image takes every denoising step
 GAN_TRUNCATIONS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 GUIDANCE_SWEEP = (1.0, 2.0, 3.0, 5.0, 8.0, 12.0)
 STEPS_SWEEP = (5, 10, 20, 50)

@@ -61,15 +61,21 @@ def precision_recall_figure(study: Study) -> Figure:
     if study.floor not in study.points:
         axes.scatter([study.floor.recall], [study.floor.precision], color=FLOOR_COLOUR, marker="s", zorder=3, s=40)
         named.setdefault((study.floor.recall, study.floor.precision), []).append("floor")
+    placed: list[tuple[float, float, int]] = []  # (recall, precision, vertical offset) of the labels so far
     for (recall, precision), names in named.items():
-        left = recall > 0.6
+        left, below = recall > 0.6, names == ["floor"]  # the floor's label under its marker, clear of the curve's
+        rise = -14 if below else 4
+        while any(abs(recall - r) < 0.1 and abs(precision - p) < 0.05 and rise == o for r, p, o in placed):
+            rise += 13  # a neighbour's label is there already: this one goes a line higher
+        placed.append((recall, precision, rise))
         axes.annotate(
             _wrapped(", ".join(names), 24),
             (recall, precision),
             textcoords="offset points",
-            xytext=(-6 if left else 6, 4),
+            xytext=(-6 if left else 6, rise),
             ha="right" if left else "left",
             fontsize=SMALL,
+            color=FLOOR_COLOUR if below else "black",
         )
     axes.set_xlim(-0.03, 1.05)
     axes.set_ylim(-0.03, 1.08)
