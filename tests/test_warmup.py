@@ -1,4 +1,5 @@
-"""Background warm-up of every model: its states, that a request waits only for its own model, /healthz, and
+"""Background warm-up of every model: its states, that loads take turns and a request waits at most for the load
+under way and its own, that a library's load-time patches never leak into another load, /healthz, and
 (on a real app with an empty cache) that the page is up before warm-up ends."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import threading
 import time
 
 import pytest
+import torch
 
 from pipelines.core import health, registry, warmup
 from pipelines.core.registry import ModelRegistry, ModelSpec
@@ -52,9 +54,16 @@ def test_warmup_loads_every_model_in_turn_and_reports_each_state(monkeypatch):
     snapshot = warming.snapshot()
     assert snapshot["state"] == "running" and set(snapshot["models"]) == {"slow", "fast", "broken"}
     assert [snapshot["models"][i]["state"] for i in ("slow", "fast", "broken")] == ["warming", "waiting", "waiting"]
-    # A request for another model meanwhile loads it at once: it does not wait behind the slow one.
-    assert models.load("fast") == "fast model" and not release.is_set()
+    # A request for another model meanwhile waits for the load under way (loads take turns: see
+    # pipelines/core/building.py), then loads its own model before the warm-up reaches it.
+    results = []
+    request = threading.Thread(target=lambda: results.append(models.load("fast")))
+    request.start()
+    time.sleep(0.2)
+    assert not results
     release.set()
+    request.join(30)
+    assert results == ["fast model"]
     assert warming.wait(30)
     snapshot = warming.snapshot()
     assert snapshot["state"] == "done" and snapshot["seconds"] >= 0
@@ -128,3 +137,75 @@ def test_the_page_is_up_before_warmup_ends_and_healthz_follows_it(tmp_path):
         for model_id in ("smollm2-135m", "gan-faces", "vae-faces", "vae-digits", "shapes-world"):
             assert warmed[model_id]["state"] == "warm", warmed[model_id]
             assert body["models"][model_id]["state"] == "ok"
+
+
+def test_loads_take_turns_so_a_loaders_patches_never_reach_another_load(tmp_path):
+    """transformers turns `tie_weights` off while it builds a model: a text model loaded meanwhile in another
+    thread lost its tied output head (the built-in model was switched off in CI). Loads now take turns."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.initialization import no_tie_weights
+
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, tie_word_embeddings=True,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(tmp_path)
+    entered, release = threading.Event(), threading.Event()
+
+    def library_load_in_progress():  # another model's loader, paused half-way through its patched section
+        with no_tie_weights():
+            entered.set()
+            release.wait(30)
+        return "other model"
+
+    models = ModelRegistry(
+        [
+            ModelSpec("other", "Other", "vae", load=library_load_in_progress),
+            ModelSpec("tied", "Tied", "text", load=lambda: LlamaForCausalLM.from_pretrained(tmp_path)),
+        ],
+        hub_models={},
+    )
+    first = threading.Thread(target=models.load, args=("other",))
+    first.start()
+    assert entered.wait(30)
+    loaded = []
+    second = threading.Thread(target=lambda: loaded.append(models.load("tied")))
+    second.start()
+    time.sleep(0.3)
+    assert not loaded  # it waits for the other load...
+    release.set()
+    first.join(30)
+    second.join(60)
+    model = loaded[0]
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()  # ...and is tied
+    assert model.lm_head.weight.device.type != "meta"
+
+
+def test_a_training_run_built_during_a_load_gets_its_seeded_weights():
+    """diffusers' and transformers' loaders turn torch.nn.init off while they build: a run's networks are built
+    under the same lock, so the same seed gives the same starting weights whatever else is loading."""
+    from transformers.initialization import no_init_weights
+
+    from pipelines.core.building import MODEL_BUILDING
+    from pipelines.gan.toy_training import GANSettings, ToyGANRun
+
+    alone = ToyGANRun(GANSettings(seed=3))
+    entered, release, built = threading.Event(), threading.Event(), []
+
+    def loader():
+        with MODEL_BUILDING, no_init_weights():
+            entered.set()
+            release.wait(30)
+
+    loading = threading.Thread(target=loader)
+    loading.start()
+    assert entered.wait(30)
+    run = threading.Thread(target=lambda: built.append(ToyGANRun(GANSettings(seed=3))))
+    run.start()
+    time.sleep(0.3)
+    assert not built  # the run waits for the load to finish...
+    release.set()
+    loading.join(30)
+    run.join(30)
+    for mine, theirs in zip(built[0].g_net.parameters(), alone.g_net.parameters(), strict=True):
+        assert torch.equal(mine, theirs)  # ...and starts from the seed's weights

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from pipelines.core.building import MODEL_BUILDING
 from pipelines.core.weights import DEFAULT_HUB_ALLOW_LIST, ModelSourceError, hub_allow_list
 from pipelines.serving.options import SERVED_FAMILIES, openai_server, serve_url
 
@@ -226,7 +227,7 @@ class ModelRegistry:
             raise ModelUnavailable(entry.failure)
         if entry.model is not None or not spec.needs_loading:
             return entry.model
-        with entry.lock:
+        with MODEL_BUILDING, entry.lock:  # one load at a time in the process (see building.py); always in this order
             if entry.failure:
                 raise ModelUnavailable(entry.failure)
             if entry.model is None:

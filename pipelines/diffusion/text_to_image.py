@@ -38,6 +38,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from pipelines.core.building import MODEL_BUILDING
 from pipelines.core.device import select_device
 from pipelines.core.health import expect_output
 from pipelines.core.imaging import tensor_to_pil
@@ -500,7 +501,8 @@ def generate(
 
 def editing_pipeline(pipeline: DiffusionPipeline, inpainting: bool) -> DiffusionPipeline:
     """A Hub pipeline's image-to-image or inpainting twin, sharing its networks (diffusers' `from_pipe`)."""
-    twin = (AutoPipelineForInpainting if inpainting else AutoPipelineForImage2Image).from_pipe(pipeline)
+    with MODEL_BUILDING:
+        twin = (AutoPipelineForInpainting if inpainting else AutoPipelineForImage2Image).from_pipe(pipeline)
     twin.set_progress_bar_config(disable=True)
     return twin
 

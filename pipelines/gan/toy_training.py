@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipelines.core.building import MODEL_BUILDING
 from pipelines.core.limits import SEED
 from pipelines.core.training_runs import seeded_init, watch
 from pipelines.gan.options import (
@@ -289,8 +290,9 @@ class ToyGANRun:
         self.random = torch.Generator().manual_seed(int(settings.seed))
         dimension = data_dimension(settings.dataset)
         pixels = settings.dataset == "diagonals"
-        self.g_net = seeded_init(ToyGenerator(settings.latent_dim, settings.hidden, dimension, pixels), self.random)
-        self.d_net = seeded_init(mlp(dimension, settings.hidden, 1), self.random)
+        with MODEL_BUILDING:  # not while a model loads in another thread (its loader patches torch.nn.init)
+            self.g_net = seeded_init(ToyGenerator(settings.latent_dim, settings.hidden, dimension, pixels), self.random)
+            self.d_net = seeded_init(mlp(dimension, settings.hidden, 1), self.random)
         betas = (0.5, 0.9) if settings.loss == "wasserstein" else (0.5, 0.999)
         self.g_optimizer = torch.optim.Adam(self.g_net.parameters(), lr=settings.generator_lr, betas=betas)
         self.d_optimizer = torch.optim.Adam(self.d_net.parameters(), lr=settings.discriminator_lr, betas=betas)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipelines.core.building import MODEL_BUILDING
 from pipelines.core.limits import SEED, checked_number
 from pipelines.core.training_runs import seeded_init, watch
 from pipelines.text.options import (
@@ -196,7 +197,8 @@ class CharRun:
         self.settings = settings.check()
         self.random = torch.Generator().manual_seed(int(settings.seed))
         vocabulary = CharVocabulary.of(settings.corpus)
-        network = seeded_init(CharRNN(len(vocabulary), settings.hidden, settings.cell), self.random)
+        with MODEL_BUILDING:  # not while a model loads in another thread (its loader patches torch.nn.init)
+            network = seeded_init(CharRNN(len(vocabulary), settings.hidden, settings.cell), self.random)
         self.model = CharModel(network, vocabulary)
         text = vocabulary.encode(settings.corpus)
         held_out = int(len(text) * HELD_OUT_SHARE)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipelines.core.building import MODEL_BUILDING
 from pipelines.core.limits import SEED
 from pipelines.core.training_runs import seeded_init, watch
 from pipelines.vae.data import digits_dataset
@@ -97,7 +98,8 @@ class LiveVAERun:
     def __init__(self, settings: VAESettings):
         self.settings = settings.check()
         self.random = torch.Generator().manual_seed(int(settings.seed))
-        self.model = seeded_init(ConvVAE(MODEL_CONFIG), self.random)
+        with MODEL_BUILDING:  # not while a model loads in another thread (its loader patches torch.nn.init)
+            self.model = seeded_init(ConvVAE(MODEL_CONFIG), self.random)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.learning_rate)
         self.train_images = digits_dataset("train", IMAGE_SIZE).images
         held_out = digits_dataset("held_out", IMAGE_SIZE)
