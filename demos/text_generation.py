@@ -13,6 +13,7 @@ import numpy as np
 from demos import common, training, validation
 from pipelines.core import registry, warmup
 from pipelines.core.device import select_device
+from pipelines.core.weights import ModelSourceError
 from pipelines.text import inspection
 from pipelines.text.generation import SamplingSettings, TextGenerator, TokenChoice
 from pipelines.text.ngram import END_OF_TEXT, MAX_ORDER, NgramModel, join_words, split_words
@@ -455,11 +456,14 @@ def attention_view(
 
 def _attention_after_generation(prompt: str, layer, head, answer: str, mode: str, model: str):
     """The attention view refreshed after each generation: a refusal (an answer too long to show) becomes a note
-    rather than a pop-up over the answer the user just got."""
+    rather than a pop-up over the answer the user just got; so does a model served elsewhere (cluster mode), whose
+    weights this process does not hold."""
     try:
         return attention_view(prompt, layer, head, answer, mode, model)
     except gr.Error as error:
         return None, f"Attention: {error.message}", None, None, [], "", "", None
+    except ModelSourceError as error:
+        return None, f"Attention: {error}", None, None, [], "", "", None
 
 
 def pick_attention_token(view: AttentionView | None, evt: gr.SelectData):

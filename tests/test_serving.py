@@ -348,3 +348,18 @@ def test_the_kuberay_manifest_carries_the_serve_config_and_pins_sessions_with_a_
     from deploy.cluster import deployment_options
 
     assert set(deployment_options(local)) == {"Gateway", "GAN", "VAE", "TextToImage", "Text"}
+
+
+def test_the_attention_after_a_served_generation_is_a_note_not_a_pop_up(monkeypatch):
+    """A model on an OpenAI-compatible server writes text, but its weights are not in this process: the attention
+    view that follows each generation says so in its note instead of raising over the answer."""
+    from demos import text_generation
+
+    monkeypatch.setenv(OPENAI_URL_VARIABLE, "http://gpu-host:8000/v1")
+    monkeypatch.setenv(OPENAI_MODELS_VARIABLE, "Qwen/Qwen2.5-7B-Instruct")
+    models = ModelRegistry(BUILTIN_MODELS)
+    monkeypatch.setattr(registry, "MODELS", models)
+    outputs = text_generation._attention_after_generation(
+        "Name a colour.", 1, 0, "Blue.", "Chat", "openai:Qwen/Qwen2.5-7B-Instruct"
+    )
+    assert outputs[0] is None and outputs[1].startswith("Attention: ") and "runs on a model server" in outputs[1]
