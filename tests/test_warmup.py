@@ -209,3 +209,22 @@ def test_a_training_run_built_during_a_load_gets_its_seeded_weights():
     run.join(30)
     for mine, theirs in zip(built[0].g_net.parameters(), alone.g_net.parameters(), strict=True):
         assert torch.equal(mine, theirs)  # ...and starts from the seed's weights
+
+
+def test_a_models_download_or_conversion_does_not_hold_up_other_loads():
+    """Fetching files (a Hub download, the GGUF conversion) builds no network: other models load meanwhile."""
+    release, prepared = threading.Event(), []
+    models = ModelRegistry(
+        [
+            ModelSpec("big", "Big", "text", load=lambda: "big model", prepare=lambda: release.wait(30)),
+            ModelSpec("small", "Small", "gan", load=lambda: "small model"),
+        ],
+        hub_models={},
+    )
+    downloading = threading.Thread(target=lambda: prepared.append(models.load("big")))
+    downloading.start()
+    time.sleep(0.2)
+    assert models.load("small") == "small model" and not prepared  # loaded while the other still downloads
+    release.set()
+    downloading.join(30)
+    assert prepared == ["big model"]

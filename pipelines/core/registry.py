@@ -57,6 +57,9 @@ class ModelSpec:
     needs_loading: bool = True  # False: nothing to load (the n-gram model counts its corpus per request)
     aliases: tuple[str, ...] = ()  # values earlier versions of the API accepted for this model
     remote: bool = False  # True: a proxy to a model served elsewhere (pipelines/serving); nothing loads here
+    # Fetches or converts the model's files before `load` (a Hub download, the GGUF conversion): it builds no
+    # network, so it runs outside the lock that loads take turns under, and other models load meanwhile.
+    prepare: Callable[[], Any] | None = None
 
 
 # The built-in models. Where the loaders live: one module per family under pipelines/.
@@ -99,6 +102,7 @@ BUILTIN_MODELS = (
         load=lazy("pipelines.text.generation:load_builtin_text_generator"),
         probe=lazy("pipelines.text.generation:health_probe"),
         aliases=("SmolLM2-135M-Instruct (built in)",),
+        prepare=lazy("pipelines.text.generation:builtin_model_folder"),
     ),
     ModelSpec(
         "ngram",
@@ -139,7 +143,8 @@ def served(spec: ModelSpec) -> ModelSpec:
     if spec.family not in SERVED_FAMILIES or not spec.needs_loading or serve_url() is None:
         return spec
     load = lazy("pipelines.serving.remote:load_remote", spec.id, spec.family)
-    return replace(spec, load=load, probe=lazy("pipelines.serving.remote:probe_remote"), builtin=False, remote=True)
+    probe = lazy("pipelines.serving.remote:probe_remote")
+    return replace(spec, load=load, probe=probe, builtin=False, remote=True, prepare=None)
 
 
 def openai_models() -> list[ModelSpec]:
@@ -202,7 +207,8 @@ class ModelRegistry:
         if isinstance(model_id, str) and model_id in hub_allow_list():
             family, note = self._hub_models.get(model_id, ("text", ""))
             name = f"{model_id} (Hugging Face Hub{', ' + note if note else ''})"
-            return served(ModelSpec(model_id, name, family, load=lazy(HUB_LOADERS[family], model_id), builtin=False))
+            load, download = lazy(HUB_LOADERS[family], model_id), lazy("pipelines.core.weights:hub_snapshot", model_id)
+            return served(ModelSpec(model_id, name, family, load=load, builtin=False, prepare=download))
         known = ", ".join([*specs, *hub_allow_list()])
         raise ModelSourceError(f"Unknown model {model_id!r}. The models this app allows are: {known}.")
 
@@ -227,7 +233,7 @@ class ModelRegistry:
             raise ModelUnavailable(entry.failure)
         if entry.model is not None or not spec.needs_loading:
             return entry.model
-        with MODEL_BUILDING, entry.lock:  # one load at a time in the process (see building.py); always in this order
+        with entry.lock:  # a loader never loads another model through the registry (no lock-order deadlock)
             if entry.failure:
                 raise ModelUnavailable(entry.failure)
             if entry.model is None:
@@ -237,7 +243,10 @@ class ModelRegistry:
     @staticmethod
     def _load(spec: ModelSpec, entry: _Entry) -> Any:
         try:
-            return spec.load()
+            if spec.prepare is not None:
+                spec.prepare()
+            with MODEL_BUILDING:  # one model built at a time in the process: see pipelines/core/building.py
+                return spec.load()
         except torch.cuda.OutOfMemoryError:
             raise  # memory may be free on the next try: not a broken model
         except Exception as error:

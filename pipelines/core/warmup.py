@@ -3,8 +3,9 @@
 The first use of a model loads it (for the text model, the first ever use also converts its GGUF file) and runs
 its first tiny inference, which sets up its kernels. `start()` does that for every built-in model, one after
 another, in a background thread started after the server answers; /healthz and a notice on the page show its
-progress (`snapshot()`). A request that arrives meanwhile waits only for its own model: the registry loads each
-model once, so it either joins the load in progress or loads its model itself.
+progress (`snapshot()`). A request that arrives meanwhile waits for its own model: the registry loads each model
+once, so it either joins the load in progress or loads its model itself, after at most one other model's build
+(models are built one at a time, pipelines/core/building.py; downloads and the GGUF conversion do not wait).
 
 The thread runs at a low CPU priority: on a small machine the first visitors' requests come first, and the
 warm-up takes what they leave. GENAI_PLAYGROUND_WARMUP=0 turns it off (models then load on first use, as before).
