@@ -195,6 +195,15 @@ def test_the_converted_network_gives_the_archives_features(tmp_path):
     assert (found[0] - found[1]).abs().max() > 1e-2  # different images, different features
 
 
+@pytest.mark.slow
+def test_the_app_converts_in_a_child_process_and_never_loads_torchscript_itself(tmp_path, monkeypatch):
+    monkeypatch.setattr(inception, "weights_folder", lambda: tmp_path / "fid-inception")
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: pytest.fail("the app process loaded TorchScript"))
+    folder = inception.converted_weights()
+    assert (folder / "model.safetensors").is_file() and folder == tmp_path / "fid-inception"
+    assert inception.load_fid_inception(folder).model is not None
+
+
 def test_the_conversion_refuses_an_archive_with_another_checksum(tmp_path):
     from pipelines.core.weights import ModelSourceError
     from tools.convert_fid_inception import load_torchscript

