@@ -79,6 +79,11 @@ screenshots: setup
 	cp artifacts/screenshots/gan-faces-sample.png docs/screenshots/gan-faces.png
 	cp artifacts/screenshots/vae-interpolate.png docs/screenshots/vae-interpolation.png
 	cp artifacts/screenshots/text-generation-look-inside.png docs/screenshots/text-generation.png
+	cp artifacts/screenshots/diffusion-lab-forward.png docs/screenshots/diffusion-lab.png
+	cp artifacts/screenshots/text-inspection-attention.png docs/screenshots/inside-the-transformer-attention.png
+	cp artifacts/screenshots/text-inspection-perplexity.png docs/screenshots/inside-the-transformer-perplexity.png
+	cp artifacts/screenshots/training-gan.png docs/screenshots/training.png
+	cp artifacts/screenshots/evaluation-images.png docs/screenshots/evaluation.png
 .PHONY: screenshots
 
 # Cluster mode (docs/deploy-cluster.md). Ray is heavy, so requirements-cluster.txt is installed only by these targets.
