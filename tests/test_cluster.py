@@ -117,6 +117,7 @@ def test_served_text_to_image_gives_the_in_process_images_and_strip(serve_url, i
 def test_served_text_is_the_in_process_text_and_explained_alike(serve_url, in_process, chat):
     settings = SamplingSettings(max_new_tokens=12, temperature=0.8, seed=21, chat=chat)
     served_model, local_model = load_remote("smollm2-135m", "text", serve_url), in_process.load("smollm2-135m")
+    assert served_model.name == in_process.spec("smollm2-135m").name  # the tab's summary names it as in-process
     served = served_model.generate("Write about the sea.", settings)
     local = local_model.generate("Write about the sea.", settings)
     assert served.text == local.text and served.new_ids == local.new_ids and served.prompt_ids == local.prompt_ids

@@ -182,9 +182,11 @@ def load_remote(model_id: str, family: str, url: str | None = None):
     if family == "diffusion":
         return RemoteTextToImage(client, model_id)
     if family == "text":
+        from pipelines.core.registry import BUILTIN_MODELS
         from pipelines.serving.openai_text import OpenAITextGenerator
 
-        return OpenAITextGenerator(f"{url}/v1", model_id)
+        names = {spec.id: spec.name for spec in BUILTIN_MODELS}  # what the in-process app calls the model
+        return OpenAITextGenerator(f"{url}/v1", model_id, names.get(model_id, model_id))
     raise ValueError(f"no deployment serves the {family!r} family")
 
 
