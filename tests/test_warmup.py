@@ -228,3 +228,19 @@ def test_a_models_download_or_conversion_does_not_hold_up_other_loads():
     release.set()
     downloading.join(30)
     assert prepared == ["big model"]
+
+
+def test_an_import_error_is_not_taken_for_broken_weights():
+    """A library half-imported by another thread raised ImportError once: the model must load on the next try."""
+    attempts = []
+
+    def flaky():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ImportError("cannot import name 'x' from partially initialized module 'accelerate'")
+        return "model"
+
+    models = ModelRegistry([ModelSpec("flaky", "Flaky", "text", load=flaky)], hub_models={})
+    with pytest.raises(registry.ModelSourceError, match="try again"):
+        models.load("flaky")
+    assert models.load("flaky") == "model" and models.state("flaky") == ("model", None)

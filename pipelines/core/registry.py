@@ -249,6 +249,9 @@ class ModelRegistry:
                 return spec.load()
         except torch.cuda.OutOfMemoryError:
             raise  # memory may be free on the next try: not a broken model
+        except ImportError as error:  # e.g. a library half-imported by another thread: not broken weights
+            logger.exception("%s failed to import its libraries", spec.id)
+            raise ModelSourceError(f"{spec.name} could not be loaded ({error}); please try again.") from error
         except Exception as error:
             if not spec.builtin:  # the Hub may answer next time: nothing is switched off
                 if isinstance(error, ModelSourceError):
