@@ -103,9 +103,15 @@ def test_an_image_past_its_time_budget_stops_with_a_message_naming_the_budget(fa
 
 
 def test_a_full_queue_answers_busy_and_the_app_recovers(faulty_client):
-    """Text generation runs one at a time: one runs, one waits (the queue's size), the rest are refused."""
+    """Text generations share a batch of MAX_BATCH; beyond it one waits (the queue's size), the rest are refused."""
+    from pipelines.core.device import select_device
+    from pipelines.text.options import MAX_BATCH
+
+    running_at_once = MAX_BATCH.get(select_device().device.type, MAX_BATCH["cuda"])
+    prompt = "Count from one to twenty in words."
     jobs = [
-        faulty_client.submit("Count from one to twenty in words.", 48, 0.0, api_name="/generate_text") for _ in range(6)
+        faulty_client.submit(prompt, 48, 0.0, api_name="/generate_text")
+        for _ in range(running_at_once + QUEUE_SIZE + 3)
     ]
     outcomes = []
     for job in jobs:

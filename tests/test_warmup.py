@@ -244,3 +244,30 @@ def test_an_import_error_is_not_taken_for_broken_weights():
     with pytest.raises(registry.ModelSourceError, match="try again"):
         models.load("flaky")
     assert models.load("flaky") == "model" and models.state("flaky") == ("model", None)
+
+
+def test_networks_built_at_first_use_wait_for_a_load_under_way():
+    """Not every network is built inside a registry load: the text-to-image model's text encoder loads on the
+    first prompt. It takes the same lock, so it cannot be built while another model's loader patches torch."""
+    from pipelines.core.building import MODEL_BUILDING
+    from pipelines.diffusion.text_to_image import load_text_encoder
+
+    entered, release, built = threading.Event(), threading.Event(), []
+
+    def loader():
+        with MODEL_BUILDING:
+            entered.set()
+            release.wait(30)
+
+    loading = threading.Thread(target=loader)
+    loading.start()
+    assert entered.wait(30)
+    load_text_encoder.cache_clear()
+    first_prompt = threading.Thread(target=lambda: built.append(load_text_encoder(torch.device("cpu"), torch.float32)))
+    first_prompt.start()
+    time.sleep(0.5)
+    assert not built  # it waits...
+    release.set()
+    loading.join(30)
+    first_prompt.join(60)
+    assert built and all(p.device.type == "cpu" for p in built[0][1].parameters())  # ...and has real weights

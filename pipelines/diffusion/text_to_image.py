@@ -165,8 +165,9 @@ def load_text_encoder(device: torch.device, dtype: torch.dtype):
     from transformers import AutoModel, AutoTokenizer
 
     folder = pack_file(MINILM_PACK, "model")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModel.from_pretrained(folder, dtype=dtype).to(device).eval()
+    with MODEL_BUILDING:  # loaded on the first prompt, maybe while another model loads: see core/building.py
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModel.from_pretrained(folder, dtype=dtype).to(device).eval()
     return tokenizer, model
 
 

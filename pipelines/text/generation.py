@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from pipelines.core.building import MODEL_BUILDING
 from pipelines.core.device import select_device
 from pipelines.core.health import expect_output
 from pipelines.core.limits import SEED
@@ -199,7 +200,8 @@ class TextGenerator:
         precision = check_precision(precision or self.precisions[0], self.device.type)
         with self._variants_lock:
             if precision not in self._variants:
-                self._variants[precision] = ModelVariant.build(self, precision)
+                with MODEL_BUILDING:  # a copy with new layers, maybe made while another model loads: core/building.py
+                    self._variants[precision] = ModelVariant.build(self, precision)
             return self._variants[precision]
 
     @property
