@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 import demos.diffusion_lab as diffusion_lab
+import demos.image_cache as image_cache
 import demos.training as training
 import demos.warmup_notice as warmup_notice
 from demos import common, evaluation, faults, gan_faces, text_generation, text_to_image, vae_interpolation, validation
@@ -48,6 +49,7 @@ machine, so a whole room can follow along.
 
 
 def build_app() -> gr.Blocks:
+    image_cache.install()  # a picture returned twice is not rewritten while a browser downloads it
     # delete_cache: every hour, drop Gradio's cached output files older than an hour.
     with gr.Blocks(title="GenAI Playground", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown(INTRO)
