@@ -41,10 +41,10 @@ TAB_MODULES = [text_to_image, diffusion_lab, gan_faces, vae_interpolation, text_
 INTRO = """
 # GenAI Playground
 Point, click and **see** how generative models work. Each tab runs a real model with real weights and
-lets you look inside it while it works: watch **diffusion** turn noise into a picture, sample and blend
-**GAN** faces, walk a **VAE**'s latent space, and see how sure a **language model** was of every token,
-beside an n-gram model counted from any text. The same seed and settings give the same result on every
-machine, so a whole room can follow along.
+lets you look inside it while it works: watch **diffusion** turn noise into a picture (and take it apart in the
+lab), sample and blend **GAN** faces, walk a **VAE**'s latent space, see what a **language model** was sure of
+and where it looked, **train** small models live, and **measure** them all. The same seed and settings give
+the same result on every machine, so a whole room can follow along.
 """
 
 
