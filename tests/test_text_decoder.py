@@ -311,3 +311,17 @@ def test_real_smollm2_batched_requests_match_their_solo_runs():
         assert generate_at_once(generator, questions, settings, precision) == alone, precision
     greedy = SamplingSettings(max_new_tokens=16, temperature=0)
     assert "Paris" in generator.generate("What is the capital of France?", greedy, precision="float32").text
+    # Alone a request decodes on one thread, in a batch of more than ONE_THREAD_UP_TO on all of them: same text.
+    more = [*questions, "Count to five.", "Name a fruit.", "What is two plus two?"]
+    more_settings = [SamplingSettings(max_new_tokens=24, temperature=0.8 * (i % 2), seed=i) for i in range(len(more))]
+    default = generator.precisions[0]
+    alone = [generator.generate(q, s, precision=default).new_ids for q, s in zip(more, more_settings)]
+    assert generate_at_once(generator, more, more_settings, default) == alone
+
+
+def test_a_cpu_decodes_small_batches_on_one_thread(tiny):
+    runner = make_runner(tiny.variant("float32").model, 8, matmul_rows("float32", "cpu"))
+    decoder = BatchedDecoder(runner, set(), 1 << 30, one_thread_up_to=4)
+    decoder.default_threads = 2
+    assert [decoder._threads_for(n) for n in (0, 1, 4, 5, 8)] == [2, 1, 1, 2, 2]
+    assert BatchedDecoder(runner, set(), 1 << 30)._threads_for(1) == torch.get_num_threads()  # off by default
