@@ -138,6 +138,11 @@ def use_text_to_image_result(gallery):
     return open_upload(path, "The Text → Image picture")
 
 
+def _pictures(label: str, columns: int, elem_id: str) -> gr.Gallery:
+    """A row of small pictures (PNG, whole, as many columns as given)."""
+    return gr.Gallery(label=label, columns=columns, height="auto", format="png", object_fit="contain", elem_id=elem_id)
+
+
 def _component(elem_id: str):
     """A component already built in this app (another tab's), by its elem_id; None where it is absent."""
     root = gr.context.Context.root_block
@@ -457,22 +462,10 @@ def build() -> None:
                         with gr.Column(scale=2, min_width=260):
                             with gr.Row():
                                 noisy = gr.Image(label="x_t", format="png", height=256, elem_id="lab-noisy")
-                                estimates = gr.Gallery(
-                                    label="The model's one-step estimate of x₀ from x_t",
-                                    columns=2,
-                                    height="auto",
-                                    format="png",
-                                    object_fit="contain",
-                                    elem_id="lab-estimates",
+                                estimates = _pictures(
+                                    "The model's one-step estimate of x₀ from x_t", 2, "lab-estimates"
                                 )
-                    forward_strip = gr.Gallery(
-                        label="x_t for several t (same noise)",
-                        columns=8,
-                        height="auto",
-                        format="png",
-                        object_fit="contain",
-                        elem_id="lab-forward-strip",
-                    )
+                    forward_strip = _pictures("x_t for several t (same noise)", 8, "lab-forward-strip")
                     schedule = gr.Image(
                         label="ᾱ_t: this model's schedule against seed 002's linear one",
                         format="png",
@@ -503,22 +496,12 @@ def build() -> None:
                         with gr.Column(scale=2, min_width=260):
                             i2i_result = gr.Image(label="Result", format="png", height=256, elem_id="lab-i2i-result")
                             i2i_use = gr.Button("Use the result as the input picture", size="sm")
-                            i2i_strip = gr.Gallery(
-                                label="The input, then the model's guess of the finished picture at each step",
-                                columns=6,
-                                height="auto",
-                                format="png",
-                                object_fit="contain",
-                                elem_id="lab-i2i-strip",
+                            i2i_strip = _pictures(
+                                "The input, then the model's guess of the finished picture at each step",
+                                6,
+                                "lab-i2i-strip",
                             )
-                    ladder = gr.Gallery(
-                        label="Strength ladder: the same edit from more and more noise",
-                        columns=6,
-                        height="auto",
-                        format="png",
-                        object_fit="contain",
-                        elem_id="lab-ladder",
-                    )
+                    ladder = _pictures("Strength ladder: the same edit from more and more noise", 6, "lab-ladder")
 
                 with gr.Tab("Inpainting", id="lab-inpaint"):
                     with gr.Row():
@@ -576,13 +559,10 @@ def build() -> None:
                             )
                             inpaint_use = gr.Button("Use the result as the input picture", size="sm")
                     mask_source = gr.State("picks")  # "picks" (strokes and cells) or "upload"
-                    inpaint_strip = gr.Gallery(
-                        label="The input and its mask, then the model's guess of the finished picture at each step",
-                        columns=7,
-                        height="auto",
-                        format="png",
-                        object_fit="contain",
-                        elem_id="lab-inpaint-strip",
+                    inpaint_strip = _pictures(
+                        "The input and its mask, then the model's guess of the finished picture at each step",
+                        7,
+                        "lab-inpaint-strip",
                     )
 
                 with gr.Tab("Cross-attention", id="lab-attention"):
@@ -607,14 +587,7 @@ def build() -> None:
                                 label="Generated picture", format="png", height=256, elem_id="lab-attention-image"
                             )
                     level = gr.Radio(list(LEVELS), value="all", label="UNet level (grid of positions)")
-                    heatmaps = gr.Gallery(
-                        label="Where each word was read (bright = most attention)",
-                        columns=6,
-                        height="auto",
-                        format="png",
-                        object_fit="contain",
-                        elem_id="lab-heatmaps",
-                    )
+                    heatmaps = _pictures("Where each word was read (bright = most attention)", 6, "lab-heatmaps")
                     with gr.Accordion("The maps as numbers (JSON)", open=False):
                         attention_json = gr.JSON(show_label=False)
                     attention_maps = gr.State(None)
