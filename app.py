@@ -13,7 +13,7 @@ import demos.image_cache as image_cache
 import demos.training as training
 import demos.warmup_notice as warmup_notice
 from demos import common, evaluation, faults, gan_faces, text_generation, text_to_image, vae_interpolation, validation
-from pipelines.core import warmup, zerogpu
+from pipelines.core import cpu_threads, warmup, zerogpu
 from pipelines.core.health import check_health
 from pipelines.serving.health import backend_report
 
@@ -68,7 +68,8 @@ def build_app() -> gr.Blocks:
 def healthz() -> JSONResponse:
     """200 when every loaded model runs a tiny inference; 503 naming any that failed (answer cached 5 s).
     It names the backend: in-process, or the Ray Serve application with each deployment's state."""
-    report = check_health()
+    with cpu_threads.heavy_work():  # its tiny inferences compute like any request
+        report = check_health()
     backend, backend_healthy = backend_report()
     healthy = report.healthy and backend_healthy
     body = report.as_json() | backend | {"status": "ok" if healthy else "unhealthy"}
@@ -91,5 +92,6 @@ if __name__ == "__main__":
         app_kwargs={"routes": [APIRoute("/healthz", healthz, methods=["GET", "HEAD"])]},
         prevent_thread_lock=True,
     )
+    cpu_threads.release_workers()  # this thread only waits from here: its idle CPU workers would slow the others
     warmup.start()  # the page is up: now load every model in the background (state in /healthz)
     demo.block_thread()

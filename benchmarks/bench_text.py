@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from benchmarks.timing import format_seconds
-from pipelines.core import registry
+from pipelines.core import cpu_threads, registry
 from pipelines.core.weights import CACHE_DIR, SMOLLM2_PACK, pack_file
 from pipelines.text.generation import SMOLLM2_GGUF, SamplingSettings
 
@@ -129,27 +129,50 @@ def streamed_run(generator, prompt: str, settings: SamplingSettings, precision: 
 
 
 def precision_runs(generator) -> dict[str, dict]:
-    """Per precision: median time to first token and decode speed over RUNS greedy answers (after a warm-up)."""
-    settings = SamplingSettings(max_new_tokens=NEW_TOKENS, temperature=0, repetition_penalty=1.0, chat=True)
-    results = {}
-    # Each precision as the app runs it (a CPU decodes a batch of up to 4 requests on one thread), then the default
-    # precision with its decoder always on torch's threads: what that choice buys.
-    import torch
+    """Per precision: median time to first token and decode speed over RUNS greedy answers (after a warm-up).
 
-    every_core = torch.get_num_threads()
-    for precision, threads in [*((p, None) for p in generator.precisions), (generator.precisions[0], every_core)]:
+    Each precision as the app runs it (its decoder on every core while nothing else computes), then the default
+    precision two other ways: its decoder on one core (what it does while another request computes), and on
+    every core while another thread's idle CPU workers stay alive (what the app avoids by handing them back,
+    pipelines/core/cpu_threads.py).
+    """
+    settings = SamplingSettings(max_new_tokens=NEW_TOKENS, temperature=0, repetition_penalty=1.0, chat=True)
+    default = generator.precisions[0]
+    cases = [(p, None, False, "") for p in generator.precisions]
+    cases += [
+        (default, 1, False, ", decoder on one thread (as while other work computes)"),
+        (default, None, True, ", another thread's idle CPU workers kept alive"),
+    ]
+    results = {}
+    for precision, threads, other_pool, note in cases:
+        cpu_threads.release_workers()  # as the app does after each request: this thread computes no more
         decoder = generator.variant(precision).decoder
         decoder.threads = threads
+        keep_pool = threading.Event()
+        kept = threading.Thread(target=_idle_cpu_workers, args=(keep_pool,)) if other_pool else None
+        if kept is not None:
+            kept.start()
         generator.generate(PROMPT, SamplingSettings(max_new_tokens=8, temperature=0), precision=precision)
         runs = [streamed_run(generator, PROMPT, settings, precision) for _ in range(RUNS)]
+        if kept is not None:
+            keep_pool.set()
+            kept.join()
         decoder.threads = None
-        label = precision + ("" if threads is None else f", decoder always on {threads} threads")
-        results[label] = {
+        results[precision + note] = {
             "first": statistics.median(r["first"] for r in runs),
             "decode": statistics.median(r["decode"] for r in runs),
             "tokens": min(r["tokens"] for r in runs),
         }
     return results
+
+
+def _idle_cpu_workers(done: threading.Event) -> None:
+    """One multi-threaded operation, then wait: this thread's OpenMP workers stay alive, idle, until `done`."""
+    import torch
+
+    matrix = torch.randn(1024, 1024)
+    matrix @ matrix
+    done.wait()
 
 
 def concurrency_runs(generator, precision: str) -> dict:
@@ -171,6 +194,7 @@ def concurrency_runs(generator, precision: str) -> dict:
             thread.join()
         return time.perf_counter() - started, [results[i] for i in range(len(questions))]
 
+    cpu_threads.release_workers()  # as the app does after each request: this thread computes no more
     started = time.perf_counter()
     alone = [generator.generate(question, settings, precision=precision).new_ids for question in QUESTIONS]
     sequential = time.perf_counter() - started

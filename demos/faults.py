@@ -1,17 +1,21 @@
 """Faults every handler can meet, turned into clear messages: a model switched off, out of memory, a time limit.
 
 `guard_events(app)` wraps every event handler of the built app once, so each tab gets the same treatment
-without repeating it in every handler.
+without repeating it in every handler. The wrapper also tells the text decoder that a request is computing
+(it then decodes on one core) and hands the request thread's CPU workers back when it ends
+(pipelines/core/cpu_threads.py); handlers marked `decoder_bound` only wait for the decoder and do not count.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import gradio as gr
 
+from pipelines.core import cpu_threads
 from pipelines.core.device import free_accelerator_memory, is_out_of_memory
 from pipelines.core.weights import ModelSourceError
 
@@ -33,21 +37,39 @@ def _as_user_error(error: Exception) -> gr.Error | None:
     return None
 
 
+def decoder_bound(handler: Callable) -> Callable:
+    """Marks a handler whose work is the text decoder's (it streams tokens): it does not count as other work."""
+    handler.waits_on_decoder = True
+    return handler
+
+
 def guarded(handler: Callable) -> Callable:
     """`handler` (plain function or generator) with model, memory and time-limit faults as gr.Error."""
+    computing = cpu_threads.heavy_work
+    if getattr(handler, "waits_on_decoder", False):
+        computing = _hands_workers_back
     if inspect.isgeneratorfunction(handler):
 
         @functools.wraps(handler)  # keeps the signature Gradio reads (gr.Progress, gr.SelectData, ...)
         def guarded_generator(*args, **kwargs):
+            steps = handler(*args, **kwargs)
             try:
-                yield from handler(*args, **kwargs)
-            except gr.Error:
-                raise
-            except Exception as error:
-                user_error = _as_user_error(error)
-                if user_error is None:
-                    raise
-                raise user_error from None
+                while True:
+                    try:
+                        with computing():  # counted while it computes, not while it waits to be resumed
+                            item = next(steps)
+                    except StopIteration:
+                        return
+                    except gr.Error:
+                        raise
+                    except Exception as error:
+                        user_error = _as_user_error(error)
+                        if user_error is None:
+                            raise
+                        raise user_error from None
+                    yield item
+            finally:
+                steps.close()  # a Stop or a closed page closes us: the handler's own clean-up runs
 
         guarded_generator.is_guarded = True
         return guarded_generator
@@ -55,7 +77,8 @@ def guarded(handler: Callable) -> Callable:
     @functools.wraps(handler)
     def guarded_function(*args, **kwargs):
         try:
-            return handler(*args, **kwargs)
+            with computing():
+                return handler(*args, **kwargs)
         except gr.Error:
             raise
         except Exception as error:
@@ -66,6 +89,14 @@ def guarded(handler: Callable) -> Callable:
 
     guarded_function.is_guarded = True
     return guarded_function
+
+
+@contextlib.contextmanager
+def _hands_workers_back() -> Iterator[None]:
+    try:
+        yield
+    finally:
+        cpu_threads.release_workers()
 
 
 def guard_events(app: gr.Blocks) -> None:

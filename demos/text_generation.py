@@ -10,7 +10,7 @@ import math
 import gradio as gr
 import numpy as np
 
-from demos import common, training, validation
+from demos import common, faults, training, validation
 from pipelines.core import registry, warmup
 from pipelines.core.device import select_device
 from pipelines.core.weights import ModelSourceError
@@ -194,6 +194,7 @@ def _refusals_as_errors():
         raise gr.Error(str(error)) from None
 
 
+@faults.decoder_bound  # streams the decoder's tokens: not work of its own
 def generate_text(
     prompt: str,
     max_new_tokens: int = MAX_NEW_TOKENS.default,
@@ -289,6 +290,7 @@ def _answer_split(generator: TextGenerator, ids: list[int], position: int) -> tu
     return decode(ids[:position]), decode(ids[position : position + 1]), decode(ids[position + 1 :])
 
 
+@faults.decoder_bound  # streams the decoder's tokens: not work of its own
 def branch_from_alternative(run: tuple | None, choices: list[TokenChoice], position, evt: gr.SelectData):
     """Continue the answer from the chosen position with the clicked alternative instead (same settings and seed),
     streamed beside the original."""
@@ -555,6 +557,7 @@ def ngram_generate(
     return generation.text, candidates, "\n\n".join(notes)
 
 
+@faults.decoder_bound  # streams the decoder's tokens: not work of its own
 def compare_models(
     prompt: str,
     corpus: str,

@@ -11,8 +11,6 @@ slow the other tabs' big models too; the OpenMP runtime's own setting applies to
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +19,8 @@ from typing import Protocol, TypeVar
 
 import torch
 from torch import nn
+
+from pipelines.core import cpu_threads
 
 Snapshot = TypeVar("Snapshot")
 
@@ -33,22 +33,13 @@ class TrainingRun(Protocol[Snapshot]):
     def snapshot(self, seconds: float, done: bool = False, stopped_early: str = "") -> Snapshot: ...
 
 
-@functools.cache
-def _openmp() -> ctypes.CDLL | None:
-    """The OpenMP runtime torch loaded (libgomp on Linux, libomp on macOS), or None where there is none."""
-    library = ctypes.CDLL(None)
-    if hasattr(library, "omp_set_num_threads") and hasattr(library, "omp_get_max_threads"):
-        return library
-    return None
-
-
 @contextmanager
 def one_cpu_thread() -> Iterator[None]:
     """Within the block, torch runs on one core in this thread; the thread's own setting comes back after.
 
     Never hold it across a `yield` to a caller: the caller may resume the work on another thread.
     """
-    openmp = _openmp()
+    openmp = cpu_threads.openmp()
     if openmp is None:
         yield
         return

@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from pipelines.core import registry
+from pipelines.core import cpu_threads, registry
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,11 @@ class Warmup:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
         except (AttributeError, OSError):  # not on this platform: warm at normal priority
             pass
+        with cpu_threads.heavy_work():  # the text decoder keeps to one core meanwhile
+            self._warm_all()
+        self._finished_at = time.time()
+
+    def _warm_all(self) -> None:
         for entry in self._entries:
             entry.state = "warming"
             started = time.perf_counter()
@@ -78,7 +83,6 @@ class Warmup:
                 logger.warning("warm-up of %s failed: %s", entry.id, error)
                 entry.state, entry.detail = "failed", f"{type(error).__name__}: {error}"
             entry.seconds = round(time.perf_counter() - started, 2)
-        self._finished_at = time.time()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until warming ends (tests, benchmarks); False on timeout or when it never started."""

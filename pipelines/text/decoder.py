@@ -13,7 +13,6 @@ serves any other causal LM through its transformers forward, one request per cal
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import queue
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from pipelines.core import cpu_threads
 from pipelines.text import llama_runner
 
 logger = logging.getLogger(__name__)
@@ -167,19 +167,16 @@ class BatchedDecoder:
         end_ids: set[int],
         kv_budget_bytes: int,
         threads: int | None = None,
-        one_thread_up_to: int = 0,
     ):
         self.runner = runner
         self.end_ids = set(end_ids)
         self.kv_budget_bytes = kv_budget_bytes
-        # CPU threads for the model's operations (None: torch's default). torch's threads wait for each other at
-        # every operation: for a small model that costs more than it gives, and far more when other work holds
-        # the cores. Read at every turn, so it can change while the loop runs.
+        # CPU threads for the model's operations (None: all of torch's while nothing else computes, one while
+        # something does; see pipelines/core/cpu_threads.py). torch's threads wait for each other at every
+        # operation: for a small model on cores that other work holds, that costs more than it gives. Read at
+        # every turn, so it can change while the loop runs.
         self.threads = threads
-        # With `threads` None: one thread while at most this many requests are in the batch (0: never). A few rows
-        # are too little work to share between cores: measured on 2 idle cores, one thread decoded 1, 2 and 4
-        # streams faster (50 against 33 tokens/s alone) and two threads 8 (133 against 125).
-        self.one_thread_up_to = one_thread_up_to
+        self._reads_together = hasattr(runner, "prefill_together")  # several prompts in one forward pass
         self.default_threads = torch.get_num_threads()  # the process's count, read in the thread that made us
         self._reset()
         self.steps = 0  # decode steps run so far
@@ -194,6 +191,7 @@ class BatchedDecoder:
         self._prefilling: list[DecodeRequest] = []
         self._decoding: list[DecodeRequest] = []  # in the runner's slot order
         self._thread: threading.Thread | None = None
+        self._applied_threads: int | None = None  # the loop thread's OpenMP setting
         self.runner.release_memory()
 
     # ------------------------------------------------------------------ the callers' side
@@ -218,21 +216,26 @@ class BatchedDecoder:
         with self._condition:
             return len(self._waiting) + len(self._prefilling) + len(self._decoding)
 
-    def _threads_for(self, requests: int) -> int:
-        return 1 if 0 < requests <= self.one_thread_up_to else self.default_threads
+    def _threads_now(self) -> int:
+        return self.threads or (1 if cpu_threads.other_work() else self.default_threads)
+
+    def _use_threads(self, count: int) -> None:
+        if count == self._applied_threads:
+            return
+        if self._applied_threads is not None and count < self._applied_threads:
+            cpu_threads.release_workers()  # idle workers of ours would make the other work's workers sleep
+        cpu_threads.set_threads_here(count)
+        self._applied_threads = count
 
     # ------------------------------------------------------------------ the loop
 
     def _serve(self) -> None:
-        applied = None
+        self._applied_threads = None
         while True:
-            wanted = self.threads or self._threads_for(len(self._decoding) + len(self._prefilling) + len(self._waiting))
-            if wanted != applied:
-                _set_openmp_threads_here(wanted)
-                applied = wanted
             with self._condition:
                 if not (self._waiting or self._prefilling or self._decoding):
                     self.runner.release_memory()
+                    cpu_threads.release_workers()  # while idle, leave the cores' spinning to others
                     self._condition.wait(IDLE_SECONDS)
                     if not self._waiting:
                         self._thread = None
@@ -274,25 +277,43 @@ class BatchedDecoder:
     def _turn(self) -> None:
         self._drop_finished()
         if self._prefilling:
-            request = self._prefilling[0]
-            sequence = request._sequence
-            read = _sequence_length(sequence)
-            chunk = request.prompt_ids[read : read + llama_runner.PREFILL_CHUNK]
-            logits = self.runner.prefill(sequence, chunk)
-            if _sequence_length(sequence) == len(request.prompt_ids):
-                self._prefilling.pop(0)
-                self.runner.reserve(max(self._reserved(r) for r in [*self._decoding, request]))
-                self.runner.activate(sequence)
-                self._decoding = self.runner_order([*self._decoding, request])
-                self._emit_all([request], logits[None])
+            # Always the same thread count: a float32 prompt's numbers depend on it (decode steps' do not).
+            self._use_threads(self.threads or self.default_threads)
+            chunks = self._next_chunks()
+            if len(chunks) > 1:
+                logits = self.runner.prefill_together([(request._sequence, chunk) for request, chunk in chunks])
+            else:
+                logits = [self.runner.prefill(chunks[0][0]._sequence, chunks[0][1])]
+            for (request, _), last in zip(chunks, logits):
+                if _sequence_length(request._sequence) == len(request.prompt_ids):
+                    self._prefilling.remove(request)
+                    self.runner.reserve(max(self._reserved(r) for r in [*self._decoding, request]))
+                    self.runner.activate(request._sequence)
+                    self._decoding = self.runner_order([*self._decoding, request])
+                    self._emit_all([request], last[None])
             self._drop_finished()
         if self._decoding:
             tokens = [request.new_ids[-1] for request in self._decoding]
+            self._use_threads(self._threads_now())
             logits = self.runner.decode(tokens)
             self.steps += 1
             self.largest_batch = max(self.largest_batch, len(tokens))
             self._emit_all(list(self._decoding), logits)
             self._drop_finished()
+
+    def _next_chunks(self) -> list[tuple[DecodeRequest, list[int]]]:
+        """The next prompt chunk of the first request being read and, where the runner can read several at once,
+        of those after it, up to PREFILL_CHUNK tokens in all (a turn never stalls the decoding ones for long).
+        A request's chunks are the same whoever shares the turn."""
+        chunks, total = [], 0
+        for request in self._prefilling:
+            read = _sequence_length(request._sequence)
+            chunk = request.prompt_ids[read : read + llama_runner.PREFILL_CHUNK]
+            if chunks and (total + len(chunk) > llama_runner.PREFILL_CHUNK or not self._reads_together):
+                break
+            chunks.append((request, chunk))
+            total += len(chunk)
+        return chunks
 
     def runner_order(self, requests: list[DecodeRequest]) -> list[DecodeRequest]:
         by_sequence = {id(request._sequence): request for request in requests}
@@ -426,11 +447,3 @@ class IncrementalText:
             return ""
         self._window_start, self._shown = self._shown, len(self.ids)
         return after[len(before) :]
-
-
-def _set_openmp_threads_here(count: int) -> None:
-    """torch runs this thread's operations on `count` cores (OpenMP's setting is per thread; torch.set_num_threads
-    would change every thread's). A no-op where torch has no OpenMP runtime."""
-    library = ctypes.CDLL(None)
-    if hasattr(library, "omp_set_num_threads"):
-        library.omp_set_num_threads(count)

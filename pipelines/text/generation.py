@@ -35,7 +35,6 @@ from pipelines.text.options import (
     MAX_BATCH,
     MAX_GENERATION_SECONDS,
     MAX_NEW_TOKENS,
-    ONE_THREAD_UP_TO,
     REPETITION_PENALTY,
     TEMPERATURE,
     TOP_K,
@@ -392,5 +391,4 @@ class ModelVariant:
         budget = KV_CACHE_BYTES.get(device_type, 1 << 30)
         small = sum(parameter.numel() for parameter in generator.loaded_model.parameters()) < SMALL_MODEL_PARAMETERS
         threads = 1 if small and device_type == "cpu" else None
-        one_thread_up_to = ONE_THREAD_UP_TO.get(device_type, 0)
-        return cls(precision, model, BatchedDecoder(runner, end_ids, budget, threads, one_thread_up_to))
+        return cls(precision, model, BatchedDecoder(runner, end_ids, budget, threads))

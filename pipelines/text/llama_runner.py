@@ -7,7 +7,8 @@ batch of requests, each at its own position:
     cache (per layer)   keys, values: (slots, kv_heads, capacity, head_dim); request i lives in slot i
     decode step         tokens (B,) -> embeddings (B, hidden) -> 30 x [attention over each row's own
                         cached keys, through a mask; MLP] -> logits (B, vocabulary)
-    prefill             one request's prompt, in chunks, into its own cache, then copied into a free slot
+    prefill             one request's prompt, in chunks, into its own cache, then copied into a free slot;
+                        chunks of several requests that arrive together share one forward pass
 
 Why every request gets exactly the numbers it gets alone: the matrix products of a decode step treat each
 row on its own (the quantized kernels do; float32 ones are run row by row), and attention always reads a
@@ -27,6 +28,7 @@ from pipelines.text.quantization import fuse_rows
 
 KEY_BLOCK = 64  # attention reads keys in whole blocks; caches grow by whole blocks
 PREFILL_CHUNK = 256  # prompt tokens per prefill call, so a long prompt does not stall the batch for long
+PREFILL_ROWS = 64  # rows of every matrix product while reading prompts (see prefill_together)
 
 
 def round_up(value: int, block: int = KEY_BLOCK) -> int:
@@ -120,37 +122,55 @@ class LlamaRunner:
         """Read `ids` after what the sequence holds; logits (vocabulary,) for the last, or (len(ids), vocabulary)."""
         outputs = []
         for start in range(0, len(ids), PREFILL_CHUNK):
-            outputs.append(self._prefill_chunk(sequence, ids[start : start + PREFILL_CHUNK], all_logits))
+            outputs.append(self.prefill_together([(sequence, ids[start : start + PREFILL_CHUNK])], all_logits)[0])
         return torch.cat(outputs) if all_logits else outputs[-1]
 
     @torch.inference_mode()
-    def _prefill_chunk(self, sequence: Sequence, ids: list[int], all_logits: bool) -> torch.Tensor:
-        start, count = sequence.length, len(ids)
-        end = start + count
-        if not sequence.keys or sequence.keys[0].shape[2] < round_up(end):
-            self._grow_own_cache(sequence, round_up(end))
-        positions = torch.arange(start, end, device=self.device)
-        length = round_up(end)
-        # Query i (position start + i) sees keys 0 .. start + i.
-        mask = self._mask(torch.arange(length, device=self.device)[None, :] <= positions[:, None])[None, None]
+    def prefill_together(self, parts: list[tuple[Sequence, list[int]]], all_logits: bool = False) -> list[torch.Tensor]:
+        """Read several sequences' next tokens in one forward pass: a room's prompts arriving at once share one
+        read of the weights. Each sequence attends to its own cache only. Logits per part, as `prefill` gives.
+
+        Matrix products run on blocks of exactly PREFILL_ROWS rows (the last one padded): a product's rounding
+        depends on its row count, never on a row's place in the block or its neighbours, so a prompt gets the
+        same numbers alone or beside others."""
+        spans, start_row = [], 0
+        for sequence, ids in parts:
+            start, count = sequence.length, len(ids)
+            if not sequence.keys or sequence.keys[0].shape[2] < round_up(start + count):
+                self._grow_own_cache(sequence, round_up(start + count))
+            positions = torch.arange(start, start + count, device=self.device)
+            # Query i (position start + i) sees keys 0 .. start + i.
+            visible = torch.arange(round_up(start + count), device=self.device)[None, :] <= positions[:, None]
+            spans.append((sequence, slice(start_row, start_row + count), start, self._mask(visible)[None, None]))
+            start_row += count
 
         def attend(index: int, query, key, value):
-            sequence.keys[index][0, :, start:end] = key.transpose(0, 1)
-            sequence.values[index][0, :, start:end] = value.transpose(0, 1)
-            attended = F.scaled_dot_product_attention(
-                query.transpose(0, 1)[None],  # (1, heads, count, head_dim)
-                sequence.keys[index][:, :, :length],
-                sequence.values[index][:, :, :length],
-                attn_mask=mask,
-                scale=self.scaling,
-                enable_gqa=True,
-            )
-            return attended[0].transpose(0, 1).reshape(count, -1)
+            outputs = []
+            for sequence, rows, start, mask in spans:
+                end, length = start + rows.stop - rows.start, mask.shape[-1]
+                sequence.keys[index][0, :, start:end] = key[rows].transpose(0, 1)
+                sequence.values[index][0, :, start:end] = value[rows].transpose(0, 1)
+                attended = F.scaled_dot_product_attention(
+                    query[rows].transpose(0, 1)[None],  # (1, heads, count, head_dim)
+                    sequence.keys[index][:, :, :length],
+                    sequence.values[index][:, :, :length],
+                    attn_mask=mask,
+                    scale=self.scaling,
+                    enable_gqa=True,
+                )
+                outputs.append(attended[0].transpose(0, 1).reshape(rows.stop - rows.start, -1))
+            return torch.cat(outputs)
 
-        hidden = self._layers(torch.tensor(ids, device=self.device), positions, attend, _call)
-        sequence.length = end
-        logits = self._logits(hidden if all_logits else hidden[-1:], _call)
-        return logits if all_logits else logits[0]
+        tokens = torch.tensor([token for _, ids in parts for token in ids], device=self.device)
+        positions = torch.cat([torch.arange(start, start + r.stop - r.start) for _, r, start, _ in spans])
+        hidden = self._layers(tokens, positions.to(self.device), attend, _row_blocks)
+        results = []
+        for (sequence, rows, _, _), (_, ids) in zip(spans, parts):
+            sequence.length += len(ids)
+            last = hidden[rows] if all_logits else hidden[rows.stop - 1 : rows.stop]
+            logits = self._logits(last, _call)  # the head is a row-by-row kernel (8-bit)
+            results.append(logits if all_logits else logits[0])
+        return results
 
     def _grow_own_cache(self, sequence: Sequence, capacity: int) -> None:
         shape = (1, self.kv_heads, capacity, self.head_dim)
@@ -269,6 +289,13 @@ class LlamaRunner:
 
 def _call(module: nn.Module, rows: torch.Tensor) -> torch.Tensor:
     return module(rows)
+
+
+def _row_blocks(module: nn.Module, rows: torch.Tensor) -> torch.Tensor:
+    """module(rows) computed on blocks of exactly PREFILL_ROWS rows, the last one padded with zeros."""
+    count = rows.shape[0]
+    padded = F.pad(rows, (0, 0, 0, round_up(count, PREFILL_ROWS) - count))
+    return torch.cat([module(block) for block in padded.split(PREFILL_ROWS)])[:count]
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

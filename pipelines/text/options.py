@@ -29,7 +29,6 @@ PRECISION_NOTES = {
 # Continuous batching (pipelines/text/decoder.py): requests decoded together in one forward pass, and the most
 # memory their key/value caches may take.
 MAX_BATCH = {"cpu": 8, "mps": 16, "cuda": 32}
-ONE_THREAD_UP_TO = {"cpu": 4}  # a CPU decodes batches this small on one thread (BatchedDecoder.one_thread_up_to)
 KV_CACHE_BYTES = {"cpu": 1 << 30, "mps": 2 << 30, "cuda": 8 << 30}
 
 NGRAM_ORDER = Range(1, 5, 2)  # n: words of context + 1
