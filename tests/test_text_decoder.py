@@ -12,6 +12,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from pipelines.core import cpu_threads, registry
+from pipelines.text import decoder as decoder_module
 from pipelines.text.decoder import BatchedDecoder, DecodeRequest, Sampling, TransformersRunner, make_runner
 from pipelines.text.generation import SamplingSettings, TextGenerator, load_text_generator
 from pipelines.text.llama_runner import LlamaRunner, round_up
@@ -59,6 +60,31 @@ def test_a_batch_gives_each_request_the_text_it_gets_alone(tiny, precision):
     assert decoder.largest_batch >= 3  # they really shared steps
     assert [request.new_ids for request in requests] == alone
     assert all(request.finish_reason == "length" for request in requests)
+
+
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        Sampling(temperature=0.7, top_k=50, top_p=0.95, repetition_penalty=1.1),  # the tab's defaults
+        Sampling(temperature=1.3, top_k=7, top_p=1.0),
+        Sampling(temperature=0.9, top_k=0, top_p=0.8, repetition_penalty=1.5),
+        Sampling(temperature=0.5, top_k=3, top_p=0.5),
+    ],
+)
+def test_sampling_among_the_top_k_draws_from_the_distribution_of_transformers_processors(sampling):
+    generator = torch.Generator().manual_seed(3)
+    logits = (torch.randn(1, 4000, generator=generator) * 3).to(torch.bfloat16).float()  # bfloat16: many ties
+    logits[0, 10:20] = logits[0, :4000].max()  # a tie at the top
+    history = torch.randint(0, 4000, (1, 30), generator=generator)
+    processors = decoder_module.SamplingProcessors(sampling)
+    expected = torch.softmax(processors.adjust(history, logits.clone())[0], dim=-1)
+    ids, probabilities = processors.distribution(history, logits.clone())
+    drawn = torch.zeros_like(expected).index_add_(0, ids, probabilities)
+    # The same probabilities; which of several tied tokens top-p cuts depends on a sort's order, in both.
+    assert torch.allclose(drawn.sort().values, expected.sort().values, atol=1e-6)
+    lowest = expected[expected > 0].min()
+    if int((expected == lowest).sum()) == 1:  # no tie where top-p cuts: the very same tokens
+        assert torch.allclose(drawn, expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)

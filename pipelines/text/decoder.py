@@ -336,11 +336,10 @@ class BatchedDecoder:
     @staticmethod
     def _pick(request: DecodeRequest, logits: torch.Tensor) -> int:
         history = request._history[:, : len(request.prompt_ids) + len(request.new_ids)]
-        scores = request._processors(history, logits[None])
-        if request.sampling.temperature > 0:
-            probabilities = torch.softmax(scores, dim=-1)
-            return int(torch.multinomial(probabilities, 1, generator=request._generator)[0, 0])
-        return int(scores[0].argmax())
+        if request.sampling.temperature <= 0:
+            return int(request._processors.adjust(history, logits[None])[0].argmax())
+        ids, probabilities = request._processors.distribution(history, logits[None])
+        return int(ids[torch.multinomial(probabilities, 1, generator=request._generator)[0]])
 
     def _emit(self, request: DecodeRequest, token: int) -> None:
         position = len(request.prompt_ids) + len(request.new_ids)
@@ -389,29 +388,61 @@ def _sequence_length(sequence) -> int:
     return sequence["length"] if isinstance(sequence, dict) else sequence.length
 
 
-def _sampling_parts(sampling: Sampling):
-    """transformers' own logits processors for these settings (as `generate` orders them) and a seeded generator."""
-    from transformers import (
-        LogitsProcessorList,
-        RepetitionPenaltyLogitsProcessor,
-        TemperatureLogitsWarper,
-        TopKLogitsWarper,
-        TopPLogitsWarper,
-    )
+class SamplingProcessors:
+    """transformers' own logits processors for one request's settings, in `generate`'s order: repetition penalty,
+    temperature, top-k, top-p.
 
-    processors = LogitsProcessorList()
-    if sampling.repetition_penalty != 1.0:
-        processors.append(RepetitionPenaltyLogitsProcessor(sampling.repetition_penalty))
-    generator = None
-    if sampling.temperature > 0:
-        if sampling.temperature != 1.0:
-            processors.append(TemperatureLogitsWarper(sampling.temperature))
-        if sampling.top_k > 0:
-            processors.append(TopKLogitsWarper(sampling.top_k))
-        if sampling.top_p < 1.0:
-            processors.append(TopPLogitsWarper(sampling.top_p))
-        generator = torch.Generator(device="cpu").manual_seed(sampling.seed)
-    return processors, generator
+    With top-k on, only the k most likely tokens (and any tied with the k-th) can be drawn, so top-p and the draw
+    run on those few instead of the whole vocabulary: top-p sorts what it is given, and on 49,152 tokens that sort
+    and the draw took 4 ms a token, more than a decode step of 8 requests spends on anything but its matrix
+    products. The tokens kept and their probabilities are the same (to float rounding) either way (tested).
+    """
+
+    def __init__(self, sampling: Sampling):
+        from transformers import (
+            LogitsProcessorList,
+            RepetitionPenaltyLogitsProcessor,
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
+
+        self.sampling = sampling
+        self.before_top_k = LogitsProcessorList()
+        if sampling.repetition_penalty != 1.0:
+            self.before_top_k.append(RepetitionPenaltyLogitsProcessor(sampling.repetition_penalty))
+        if sampling.temperature > 0 and sampling.temperature != 1.0:
+            self.before_top_k.append(TemperatureLogitsWarper(sampling.temperature))
+        self.top_k = TopKLogitsWarper(sampling.top_k) if sampling.temperature > 0 and sampling.top_k > 0 else None
+        self.top_p = TopPLogitsWarper(sampling.top_p) if sampling.temperature > 0 and sampling.top_p < 1.0 else None
+
+    def adjust(self, history: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """The scores (1, vocabulary) after every processor, as `generate` would pass them to its sampler."""
+        scores = self.before_top_k(history, scores)
+        for warper in (self.top_k, self.top_p):
+            if warper is not None:
+                scores = warper(history, scores)
+        return scores
+
+    def distribution(self, history: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tokens that can be drawn (n,) and their probabilities (n,)."""
+        if self.top_k is None:
+            probabilities = torch.softmax(self.adjust(history, scores)[0], dim=-1)
+            return torch.arange(probabilities.shape[0]), probabilities
+        scores = self.before_top_k(history, scores)
+        candidates, ids = scores.topk(min(self.sampling.top_k, scores.shape[-1]))
+        kept = int((scores >= candidates[0, -1]).sum())
+        if kept > candidates.shape[-1]:  # tokens tied with the k-th stay, as TopK keeps them
+            candidates, ids = scores.topk(kept)
+        if self.top_p is not None:
+            candidates = self.top_p(history, candidates)
+        return ids[0], torch.softmax(candidates[0], dim=-1)
+
+
+def _sampling_parts(sampling: Sampling) -> tuple[SamplingProcessors, torch.Generator | None]:
+    """The request's processors and, when it samples, its own seeded generator."""
+    generator = torch.Generator(device="cpu").manual_seed(sampling.seed) if sampling.temperature > 0 else None
+    return SamplingProcessors(sampling), generator
 
 
 class IncrementalText:
