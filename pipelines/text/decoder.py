@@ -324,13 +324,16 @@ class BatchedDecoder:
         logits = logits.float().cpu()  # sampling runs on the CPU, with each request's own CPU generator
         model_probabilities = torch.softmax(logits, dim=-1)
         top_probabilities, top_ids = model_probabilities.topk(min(TOP_RECORDED, logits.shape[-1]), dim=-1)
-        for row, request in enumerate(requests):
-            token = self._pick(request, logits[row])
-            request.records.append(
-                StepRecord(
-                    float(model_probabilities[row, token]), top_ids[row].tolist(), top_probabilities[row].tolist()
-                )
-            )
+        most_likely = logits.argmax(dim=-1).tolist()  # plain greedy requests' picks, in one call for the batch
+        tokens = [
+            most_likely[row] if request._processors.plain_greedy else self._pick(request, logits[row])
+            for row, request in enumerate(requests)
+        ]
+        picked = model_probabilities[torch.arange(len(requests)), torch.tensor(tokens)].tolist()
+        for request, token, probability, ids, probabilities in zip(
+            requests, tokens, picked, top_ids.tolist(), top_probabilities.tolist()
+        ):
+            request.records.append(StepRecord(probability, ids, probabilities))
             self._emit(request, token)
 
     @staticmethod
@@ -415,6 +418,7 @@ class SamplingProcessors:
             self.before_top_k.append(TemperatureLogitsWarper(sampling.temperature))
         self.top_k = TopKLogitsWarper(sampling.top_k) if sampling.temperature > 0 and sampling.top_k > 0 else None
         self.top_p = TopPLogitsWarper(sampling.top_p) if sampling.temperature > 0 and sampling.top_p < 1.0 else None
+        self.plain_greedy = sampling.temperature <= 0 and not self.before_top_k  # the most likely token, as is
 
     def adjust(self, history: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """The scores (1, vocabulary) after every processor, as `generate` would pass them to its sampler."""
