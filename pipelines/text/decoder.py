@@ -30,6 +30,9 @@ from pipelines.text import llama_runner
 logger = logging.getLogger(__name__)
 
 IDLE_SECONDS = 30.0  # the loop's thread ends after this long without requests (a new request restarts it)
+# Prompt tokens read in one turn when several prompts wait: 8 chat prompts of a room fit (about 40 tokens each),
+# and the requests already decoding wait about 0.1 s for it on 2 cores.
+PROMPT_TOKENS_PER_TURN = 512
 TOP_RECORDED = 5  # alternatives recorded per generated token, for the look-inside view
 
 
@@ -303,13 +306,13 @@ class BatchedDecoder:
 
     def _next_chunks(self) -> list[tuple[DecodeRequest, list[int]]]:
         """The next prompt chunk of the first request being read and, where the runner can read several at once,
-        of those after it, up to PREFILL_CHUNK tokens in all (a turn never stalls the decoding ones for long).
+        of those after it, up to PROMPT_TOKENS_PER_TURN in all (a turn never stalls the decoding ones for long).
         A request's chunks are the same whoever shares the turn."""
         chunks, total = [], 0
         for request in self._prefilling:
             read = _sequence_length(request._sequence)
             chunk = request.prompt_ids[read : read + llama_runner.PREFILL_CHUNK]
-            if chunks and (total + len(chunk) > llama_runner.PREFILL_CHUNK or not self._reads_together):
+            if chunks and (total + len(chunk) > PROMPT_TOKENS_PER_TURN or not self._reads_together):
                 break
             chunks.append((request, chunk))
             total += len(chunk)
