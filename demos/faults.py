@@ -55,18 +55,10 @@ def guarded(handler: Callable) -> Callable:
             steps = handler(*args, **kwargs)
             try:
                 while True:
-                    try:
-                        with computing():  # counted while it computes, not while it waits to be resumed
-                            item = next(steps)
-                    except StopIteration:
+                    with _faults_as_messages(), computing():  # counted while it computes, not while suspended
+                        item = next(steps, _FINISHED)
+                    if item is _FINISHED:
                         return
-                    except gr.Error:
-                        raise
-                    except Exception as error:
-                        user_error = _as_user_error(error)
-                        if user_error is None:
-                            raise
-                        raise user_error from None
                     yield item
             finally:
                 steps.close()  # a Stop or a closed page closes us: the handler's own clean-up runs
@@ -76,19 +68,27 @@ def guarded(handler: Callable) -> Callable:
 
     @functools.wraps(handler)
     def guarded_function(*args, **kwargs):
-        try:
-            with computing():
-                return handler(*args, **kwargs)
-        except gr.Error:
-            raise
-        except Exception as error:
-            user_error = _as_user_error(error)
-            if user_error is None:
-                raise
-            raise user_error from None
+        with _faults_as_messages(), computing():
+            return handler(*args, **kwargs)
 
     guarded_function.is_guarded = True
     return guarded_function
+
+
+_FINISHED = object()  # what next() gives back once a handler's generator has ended
+
+
+@contextlib.contextmanager
+def _faults_as_messages() -> Iterator[None]:
+    try:
+        yield
+    except gr.Error:
+        raise
+    except Exception as error:
+        user_error = _as_user_error(error)
+        if user_error is None:
+            raise
+        raise user_error from None
 
 
 @contextlib.contextmanager
