@@ -598,6 +598,8 @@ def build() -> None:
         t2i_button.click(use_text_to_image_result, t2i_gallery, image, api_visibility="private")
     image.change(editor_background, image, editor, api_visibility="private", preprocess=False)
     # A brush stroke is an "input" (checked in the browser: it fires no "change"); a new background is a "change".
+    # One at a time, in the order sent: the editor's first "change" can leave just before a cell is ticked, and
+    # two runs side by side may finish in either order, leaving the older mask on show (seen once in CI).
     gr.on(
         [editor.change, editor.input, editor.apply, cells.change],
         mask_from_picks,
@@ -605,6 +607,8 @@ def build() -> None:
         [mask, preview],
         api_visibility="private",
         trigger_mode="always_last",
+        concurrency_limit=1,
+        concurrency_id="lab-mask-preview",
     ).then(lambda: "picks", None, mask_source, api_visibility="private")
     mask.upload(preview_mask, [image, mask], [preview, mask_source], api_visibility="private", preprocess=False)
 
