@@ -194,11 +194,13 @@ def concurrency_runs(generator, precision: str) -> dict:
     tokens/s); whether each text is the same in every run."""
     settings = SamplingSettings(max_new_tokens=CONCURRENT_TOKENS, temperature=0, repetition_penalty=1.0)
 
-    def together(questions: list[str]) -> tuple[float, list[list[int]]]:
+    def together(questions: list[str], each_settings: list | None = None) -> tuple[float, list[list[int]]]:
+        """All questions at once, one thread each (each with its own settings, or the shared greedy ones)."""
         results: dict[int, list[int]] = {}
+        each_settings = each_settings or [settings] * len(questions)
 
         def ask(index: int) -> None:
-            results[index] = generator.generate(questions[index], settings, precision=precision).new_ids
+            results[index] = generator.generate(questions[index], each_settings[index], precision=precision).new_ids
 
         threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(questions))]
         started = time.perf_counter()
@@ -238,19 +240,7 @@ def concurrency_runs(generator, precision: str) -> dict:
         for seed in range(len(QUESTIONS))
     ]
     sampled_alone = [generator.generate(q, s, precision=precision).new_ids for q, s in zip(QUESTIONS, sampled)]
-    results: dict[int, list[int]] = {}
-
-    def ask_sampled(index: int) -> None:
-        results[index] = generator.generate(QUESTIONS[index], sampled[index], precision=precision).new_ids
-
-    threads = [threading.Thread(target=ask_sampled, args=(i,)) for i in range(len(QUESTIONS))]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    sampled_seconds = time.perf_counter() - started
-    sampled_ids = [results[i] for i in range(len(QUESTIONS))]
+    sampled_seconds, sampled_ids = together(QUESTIONS, sampled)
     return {
         "long_sequential": long_sequential,
         "long_concurrent": long_concurrent,
