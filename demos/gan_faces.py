@@ -220,6 +220,7 @@ def build() -> None:
                 [grid_seed, grid_truncation, shown_grid],
                 [grid, group_a, group_b, shown_grid],
                 api_visibility="private",
+                trigger_mode="always_last",  # a click while the tab's first grid is drawn draws the new seed next
                 **CONCURRENCY,
             )
             # The grid is brought up to date first, so the picks always name faces on screen (a changed

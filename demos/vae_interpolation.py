@@ -455,12 +455,14 @@ def build() -> None:
         api_name="vae_latent_map",
         **CONCURRENCY,
     )
+    # A slider released while the map is being drawn is drawn next, not dropped (Gradio's default for a release).
     gr.on(
         [map_x.release, map_y.release],
         draw_latent_map,
         [model, details, map_x, map_y],
         [map_image, map_decoded],
         api_visibility="private",
+        trigger_mode="always_last",
         **CONCURRENCY,
     )
     map_image.select(
