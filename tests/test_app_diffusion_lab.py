@@ -167,15 +167,3 @@ def test_a_picture_or_mask_that_names_a_server_file_is_refused(app_url, tmp_path
     uploaded_mask = file_data(upload(app_url, "mask.png", mask.read_bytes())[0])
     event, data = call_endpoint(app_url, "inpaint", [uploaded, uploaded_mask, *settings])
     assert event == "complete", data[:300]  # the refusal was about the paths
-
-
-def test_mask_previews_run_one_at_a_time_in_the_order_sent():
-    """Two mask updates side by side (the server allows two of most events) could finish in either order and
-    leave the older mask on show; the preview's listener runs its updates one at a time, first come first served."""
-    import app
-
-    mask_listeners = [
-        function for function in app.demo.fns.values() if getattr(function.fn, "__name__", "") == "mask_from_picks"
-    ]
-    assert len(mask_listeners) == 1
-    assert mask_listeners[0].concurrency_limit == 1 and mask_listeners[0].trigger_mode == "always_last"

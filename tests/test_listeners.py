@@ -6,6 +6,18 @@ from __future__ import annotations
 import pytest
 
 
+def listeners(handler: str, event: str | None = None) -> list:
+    """The built app's listeners that run `handler` (on `event`, when given)."""
+    import app
+
+    return [
+        function
+        for function in app.demo.fns.values()
+        if getattr(function.fn, "__name__", "") == handler
+        and (event is None or any(name == event for _, name in function.targets))
+    ]
+
+
 @pytest.mark.parametrize(
     "handler, event",
     [
@@ -16,12 +28,14 @@ import pytest
     ],
 )
 def test_a_change_during_a_redraw_is_drawn_next_not_dropped(handler, event):
-    import app
-
-    redraws = [
-        function
-        for function in app.demo.fns.values()
-        if getattr(function.fn, "__name__", "") == handler and any(name == event for _, name in function.targets)
-    ]
+    redraws = listeners(handler, event)
     assert redraws, f"no listener runs {handler} on a {event}"
     assert all(function.trigger_mode == "always_last" for function in redraws), handler
+
+
+def test_mask_previews_run_one_at_a_time_in_the_order_sent():
+    """Two mask updates side by side (the server allows two of most events) could finish in either order and
+    leave the older mask on show; the preview's listener runs its updates one at a time, first come first served."""
+    mask_listeners = listeners("mask_from_picks")
+    assert len(mask_listeners) == 1
+    assert mask_listeners[0].concurrency_limit == 1 and mask_listeners[0].trigger_mode == "always_last"
